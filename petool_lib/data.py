@@ -1,0 +1,234 @@
+"""Loading and validating the official PEToolBench test set.
+
+The file is a JSON list of entries; each entry holds all three settings of one test case
+(see ``shared/petoolbench/README.md``). We never copy it into the repository: it is found by
+explicit path, directory, ``PETOOLBENCH_DIR``, the workplace's ``../shared/petoolbench``, or
+(when online) the Hugging Face dataset ``travisxu/PEToolBench``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SETTINGS: tuple[str, ...] = ("preferred", "ratings", "chronological")
+_ALIASES = {
+    "p": "preferred", "preferred": "preferred", "preferred-only": "preferred", "preferred_only": "preferred",
+    "r": "ratings", "ratings": "ratings", "rating": "ratings", "rating-integrated": "ratings",
+    "rating_integrated": "ratings",
+    "c": "chronological", "chronological": "chronological", "chrono": "chronological",
+}
+TEST_FILENAME = "user_entries_test.json"
+HF_DATASET = "travisxu/PEToolBench"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DataError(ValueError):
+    """Malformed input: the message names the file, the entry and the field."""
+
+
+def normalize_setting(setting: str) -> str:
+    """Map ``p``/``r``/``c`` and long names onto ``preferred``/``ratings``/``chronological``."""
+    key = str(setting).strip().lower()
+    if key not in _ALIASES:
+        raise ValueError(f"unknown setting {setting!r}; expected one of {SETTINGS} or p/r/c")
+    return _ALIASES[key]
+
+
+def resolve_settings(setting: str | None = "all") -> list[str]:
+    """``all`` (or None) gives every setting; otherwise a comma-separated list of settings."""
+    if setting is None or str(setting).strip().lower() == "all":
+        return list(SETTINGS)
+    return [normalize_setting(s) for s in str(setting).split(",") if s.strip()]
+
+
+def api_full_name(api: dict[str, Any]) -> str:
+    """``<Category>.<Tool>.<API>`` name of an ``apis_same_func`` / ``api_ground_truth`` record."""
+    return f"<{api['category_name']}>.<{api['tool_name']}>.<{api['api_name']}>"
+
+
+def split_tool_name(name: str) -> tuple[str, str, str]:
+    """Split ``<Cat>.<Tool>.<API>`` into its three parts (API names may contain dots or brackets)."""
+    if not (name.startswith("<") and name.endswith(">")):
+        raise ValueError(f"not a <Cat>.<Tool>.<API> name: {name!r}")
+    parts = name[1:-1].split(">.<")
+    if len(parts) < 3:
+        raise ValueError(f"not a <Cat>.<Tool>.<API> name: {name!r}")
+    return parts[0], parts[1], ">.<".join(parts[2:])
+
+
+def provider_of(name: str) -> str:
+    """The provider part ``<Cat>.<Tool>`` of a full tool name (what a user prefers)."""
+    cat, tool, _ = split_tool_name(name)
+    return f"<{cat}>.<{tool}>"
+
+
+@dataclass
+class Entry:
+    """One official test case with its three prompts."""
+
+    entry_id: int
+    query: str
+    prompts: dict[str, str]
+    candidates: list[dict[str, Any]]
+    ground_truth: dict[str, Any]
+    api_ground_truth: dict[str, Any]
+    func: str
+    same_func: list[dict[str, Any]]
+    tool_comb: list[str] = field(default_factory=list)
+    num_tools_combined: int = 0
+    history_length: int = 0
+
+    @property
+    def candidate_names(self) -> list[str]:
+        return [c["tool_name"] for c in self.candidates]
+
+    @property
+    def group_names(self) -> list[str]:
+        """Full names of the ground truth's functional group (``apis_same_func``)."""
+        return [api_full_name(a) for a in self.same_func]
+
+    @property
+    def category(self) -> str:
+        return str(self.api_ground_truth.get("category_name") or split_tool_name(self.ground_truth["tool_name"])[0])
+
+    def prompt(self, setting: str) -> str:
+        return self.prompts[normalize_setting(setting)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The official combined format (what :func:`load_test_set` reads)."""
+        return {
+            "query": self.query,
+            **{f"instruction_{s}": self.prompts[s] for s in SETTINGS if s in self.prompts},
+            "apis_candidate": json.dumps(self.candidates, ensure_ascii=False),
+            "api_call_ground_truth": self.ground_truth,
+            "api_ground_truth": self.api_ground_truth,
+            "func": self.func,
+            "apis_same_func": self.same_func,
+            "tool_comb": self.tool_comb,
+            "num_tools_combined": str(self.num_tools_combined),
+            "history_length": self.history_length,
+            "entry_id": self.entry_id,
+        }
+
+
+def _need(raw: dict[str, Any], key: str, where: str, types: type | tuple[type, ...]) -> Any:
+    if key not in raw:
+        raise DataError(f"{where}: missing field {key!r}")
+    value = raw[key]
+    if not isinstance(value, types):
+        raise DataError(f"{where}: field {key!r} has type {type(value).__name__}, expected {types}")
+    return value
+
+
+def entry_from_dict(raw: Any, source: str = "<memory>", index: int = 0) -> Entry:
+    """Validate one raw entry; errors name the source, the entry id (or index) and the field."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{source}: entry #{index} is a {type(raw).__name__}, expected an object")
+    eid = raw.get("entry_id", f"#{index}")
+    where = f"{source}: entry {eid}"
+    entry_id = _need(raw, "entry_id", where, int)
+    prompts = {s: _need(raw, f"instruction_{s}", where, str) for s in SETTINGS}
+    cands_raw = _need(raw, "apis_candidate", where, (str, list))
+    try:
+        candidates = json.loads(cands_raw) if isinstance(cands_raw, str) else cands_raw
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: field 'apis_candidate' is not valid JSON ({exc})") from exc
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) and "tool_name" in c for c in candidates):
+        raise DataError(f"{where}: field 'apis_candidate' must be a list of objects with 'tool_name'")
+    gt = _need(raw, "api_call_ground_truth", where, dict)
+    if not isinstance(gt.get("tool_name"), str) or not isinstance(gt.get("parameters"), dict):
+        raise DataError(f"{where}: field 'api_call_ground_truth' needs 'tool_name' (str) and 'parameters' (object)")
+    same = _need(raw, "apis_same_func", where, list)
+    for j, api in enumerate(same):
+        if not isinstance(api, dict) or not all(k in api for k in ("category_name", "tool_name", "api_name")):
+            raise DataError(f"{where}: field 'apis_same_func'[{j}] needs category_name, tool_name, api_name")
+    try:
+        ntc = int(raw.get("num_tools_combined", 0) or 0)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: field 'num_tools_combined' is not an integer") from exc
+    return Entry(
+        entry_id=entry_id,
+        query=_need(raw, "query", where, str),
+        prompts=prompts,
+        candidates=candidates,
+        ground_truth=gt,
+        api_ground_truth=_need(raw, "api_ground_truth", where, dict),
+        func=str(_need(raw, "func", where, (str, int))),
+        same_func=same,
+        tool_comb=list(raw.get("tool_comb") or []),
+        num_tools_combined=ntc,
+        history_length=int(raw.get("history_length") or 0),
+    )
+
+
+def _default_locations() -> list[Path]:
+    here = [REPO_ROOT.parent / "shared" / "petoolbench", Path.cwd().parent / "shared" / "petoolbench"]
+    return [p / TEST_FILENAME for p in here]
+
+
+def _download_from_hub() -> Path:
+    """Fetch the official test file from the HF dataset (only when online)."""
+    from huggingface_hub import hf_hub_download  # lazy: not needed offline
+
+    errors = []
+    for fname in (TEST_FILENAME, f"{TEST_FILENAME}.zip", f"data/{TEST_FILENAME}"):
+        try:
+            path = Path(hf_hub_download(HF_DATASET, fname, repo_type="dataset"))
+        except Exception as exc:  # noqa: BLE001 - report every attempt
+            errors.append(f"{fname}: {type(exc).__name__}")
+            continue
+        if path.suffix == ".zip":
+            import zipfile
+
+            out = path.with_suffix("")
+            if not out.exists():
+                with zipfile.ZipFile(path) as zf:
+                    member = next(n for n in zf.namelist() if n.endswith(TEST_FILENAME))
+                    out.write_bytes(zf.read(member))
+            path = out
+        return path
+    raise FileNotFoundError(
+        f"PEToolBench test set not found locally and could not be fetched from {HF_DATASET} ({'; '.join(errors)}). "
+        f"Pass --test PATH or set PETOOLBENCH_DIR."
+    )
+
+
+def find_test_file(path: str | os.PathLike[str] | None = None, allow_download: bool = True) -> Path:
+    """Resolve the official test file: a file, a directory holding it, ``PETOOLBENCH_DIR``, ../shared, the hub."""
+    if path:
+        p = Path(path)
+        if p.is_dir():
+            p = p / TEST_FILENAME
+        if not p.is_file():
+            raise FileNotFoundError(f"test set not found: {p}")
+        return p
+    env = os.environ.get("PETOOLBENCH_DIR")
+    if env:
+        return find_test_file(env, allow_download=False)
+    for cand in _default_locations():
+        if cand.is_file():
+            return cand
+    if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
+        return _download_from_hub()
+    raise FileNotFoundError("PEToolBench test set not found; pass a path or set PETOOLBENCH_DIR")
+
+
+def load_test_set(path: str | os.PathLike[str] | None = None, limit: int | None = None) -> list[Entry]:
+    """Load and validate the official combined test file (or a synthesized one in the same format)."""
+    p = find_test_file(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, list):
+        raise DataError(f"{p}: expected a JSON list of entries, got {type(raw).__name__}")
+    entries = [entry_from_dict(r, str(p), i) for i, r in enumerate(raw)]
+    ids = [e.entry_id for e in entries]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise DataError(f"{p}: duplicate entry_id values {dup}")
+    return entries[:limit] if limit else entries

