@@ -1,0 +1,173 @@
+"""Evaluate prediction files against the test set: Tool Acc, Param Acc, missing rows, error taxonomy, slices.
+
+CLI::
+
+    python -m petool_lib.evaluate --test PATH --predictions P.jsonl [--setting all] [--scoring paper|robust] [--json]
+
+The denominator is always every test entry of the setting: a missing prediction counts as wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from .data import DataError, Entry, load_test_set, normalize_setting, resolve_settings
+from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
+
+HISTORY_BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
+
+
+class PredictionError(DataError):
+    """A prediction file that cannot be scored (bad JSON, unknown id, duplicate row, wrong field type)."""
+
+
+def _history_bin(n: int) -> str:
+    for lo, hi in HISTORY_BINS:
+        if lo <= n < hi:
+            return f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+"
+    return "?"
+
+
+def validate_rows(rows: Iterable[dict[str, Any]], entries: list[Entry], source: str = "<rows>") -> list[dict[str, Any]]:
+    """Check prediction rows: known entry ids, a valid setting, a string response, no duplicate (id, setting)."""
+    known = {e.entry_id for e in entries}
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for i, row in enumerate(rows, 1):
+        where = f"{source}: row {i}"
+        if not isinstance(row, dict):
+            raise PredictionError(f"{where}: expected an object")
+        eid = row.get("entry_id")
+        if not isinstance(eid, int) or isinstance(eid, bool):
+            raise PredictionError(f"{where}: field 'entry_id' must be an integer, got {eid!r}")
+        if eid not in known:
+            raise PredictionError(f"{where}: entry_id {eid} is not in the test set")
+        try:
+            setting = normalize_setting(row.get("setting", ""))
+        except ValueError as exc:
+            raise PredictionError(f"{where} (entry {eid}): field 'setting': {exc}") from exc
+        resp = row.get("response")
+        if resp is not None and not isinstance(resp, str):
+            raise PredictionError(f"{where} (entry {eid}): field 'response' must be a string or null")
+        if (eid, setting) in seen:
+            raise PredictionError(f"{where}: duplicate prediction for entry {eid}, setting {setting}")
+        seen.add((eid, setting))
+        out.append({**row, "setting": setting, "response": resp or ""})
+    return out
+
+
+def load_predictions(path: str | Path, entries: list[Entry]) -> list[dict[str, Any]]:
+    """Read and validate a JSONL prediction file."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise PredictionError(f"{path}: line {i} is not valid JSON ({exc})") from exc
+    return validate_rows(rows, entries, str(path))
+
+
+def score_rows(
+    entries: list[Entry], rows: list[dict[str, Any]], settings: list[str] | None = None, scoring: str = "paper"
+) -> list[dict[str, Any]]:
+    """One scored record per (entry, setting) of the test set, with missing predictions as wrong rows."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; expected one of {SCORINGS}")
+    settings = settings or resolve_settings("all")
+    by_key = {(r["entry_id"], normalize_setting(r["setting"])): r for r in rows}
+    out = []
+    for s in settings:
+        for e in entries:
+            row = by_key.get((e.entry_id, s))
+            resp = row.get("response") if row else None
+            sc = score_response(e, resp, scoring)
+            out.append({
+                "entry_id": e.entry_id, "setting": s, "missing": row is None, "response": resp or "",
+                "tool_correct": sc.tool_correct, "param_correct": sc.param_correct,
+                "error": "missing" if row is None else sc.error, "predicted_tool": sc.predicted_tool,
+                "ground_truth": e.ground_truth["tool_name"], "category": e.category,
+                "history_bin": _history_bin(e.history_length), "group_size": len(e.same_func),
+            })
+    return out
+
+
+def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(recs)
+    tc = sum(r["tool_correct"] for r in recs)
+    pc = sum(r["param_correct"] for r in recs)
+    errors = Counter(r["error"] for r in recs)
+    return {
+        "n": n, "tool_correct": tc, "param_correct": pc,
+        "tool_acc": tc / n if n else 0.0, "param_acc": pc / n if n else 0.0,
+        "missing": sum(r["missing"] for r in recs),
+        "errors": {k: errors.get(k, 0) for k in (*ERROR_CATEGORIES, "missing")},
+    }
+
+
+def summarize(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-setting summary {n, tool_correct, param_correct, tool_acc, param_acc, missing, errors}."""
+    by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in scored:
+        by_setting[r["setting"]].append(r)
+    return {s: _summary(recs) for s, recs in by_setting.items()}
+
+
+def slices(scored: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Accuracy by a slice key (``history_bin``, ``category``, ``group_size``) per setting."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in scored:
+        groups[r["setting"]][str(r[key])].append(r)
+    return {s: {k: _summary(v) for k, v in sorted(g.items())} for s, g in groups.items()}
+
+
+def evaluate_rows(
+    entries: list[Entry], rows: list[dict[str, Any]], settings: list[str] | None = None, scoring: str = "paper"
+) -> dict[str, dict[str, Any]]:
+    """Validate rows, score them and summarise per setting (the ``--json`` output of the CLI)."""
+    rows = validate_rows(rows, entries)
+    return summarize(score_rows(entries, rows, settings, scoring))
+
+
+def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
+    """A readable fixed-width table of a per-setting summary."""
+    cats = [c for c in (*ERROR_CATEGORIES, "missing") if any(v["errors"].get(c) for v in summary.values())]
+    head = f"{'setting':<14}{'n':>6}{'Tool Acc':>10}{'Param Acc':>11}{'missing':>9}  " + "  ".join(cats)
+    lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
+    for s, v in summary.items():
+        errs = "  ".join(f"{v['errors'].get(c, 0):>{len(c)}}" for c in cats)
+        lines.append(f"{s:<14}{v['n']:>6}{100 * v['tool_acc']:>9.1f}%{100 * v['param_acc']:>10.1f}%{v['missing']:>9}  {errs}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
+    ap.add_argument("--predictions", required=True, help="JSONL prediction file")
+    ap.add_argument("--setting", default="all", help="all | preferred | ratings | chronological (or p/r/c)")
+    ap.add_argument("--scoring", default="paper", choices=SCORINGS)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = ap.parse_args(argv)
+    try:
+        entries = load_test_set(args.test)
+        rows = load_predictions(args.predictions, entries)
+        summary = summarize(score_rows(entries, rows, resolve_settings(args.setting), args.scoring))
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(format_table(summary, f"{args.predictions} ({args.scoring} scoring)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

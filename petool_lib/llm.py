@@ -1,0 +1,364 @@
+"""LLM backends for synthesis behind one interface: ``offline`` (templates, no model), ``openai`` (any
+OpenAI-compatible server) and ``hf`` (a local chat model through transformers).
+
+A backend answers a batch of :class:`ChatRequest` with one reply string per request, in order (``None`` from the
+offline backend: the caller then uses its template). The model backends
+
+- cache every reply on disk keyed by (backend, model, messages, decoding parameters), so a rerun is free and gives
+  the same text;
+- count calls, cache hits, retries and tokens (:class:`LLMStats`);
+- can estimate the cost of a batch before spending (:meth:`LLMBackend.plan`: calls not yet cached and tokens, with
+  ~4 characters per prompt token plus ``max_tokens`` per reply).
+
+``openai`` retries rate limits (429), 5xx replies, timeouts and connection errors with exponential backoff
+(honouring ``Retry-After``), and runs at most ``concurrency`` requests at a time. Replies are validated by the
+caller (:func:`parse_json_reply`); an invalid reply is asked again once with an ``attempt`` marker in the cache key,
+then the caller falls back to the offline template and counts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+BACKENDS = ("offline", "openai", "hf")
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_HF_MODEL = "smollm2"
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to make: ``messages`` plus the item it is for (``key``, for reports)."""
+
+    key: str
+    messages: tuple[tuple[str, str], ...]
+    attempt: int = 0
+
+    @classmethod
+    def of(cls, key: str, system: str, user: str, attempt: int = 0) -> "ChatRequest":
+        return cls(key=key, messages=(("system", system), ("user", user)), attempt=attempt)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+@dataclass
+class LLMStats:
+    """What a backend did: requests made to the model, cache hits, retries, failures and tokens."""
+
+    requests: int = 0
+    api_calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class DiskCache:
+    """One JSON file per reply under ``root/<first two hex>/<sha256>.json``; thread-safe writes (atomic rename)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def key(payload: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        p = self._path(key)
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        p = self._path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(p)
+
+
+def default_cache_dir() -> Path:
+    """``$PETOOL_CACHE/llm`` (default ``~/.cache/petool/llm``)."""
+    return Path(os.environ.get("PETOOL_CACHE", Path.home() / ".cache" / "petool")) / "llm"
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def parse_json_reply(text: str | None) -> Any:
+    """The first JSON object in a reply (plain, fenced, or embedded in prose); None when there is none."""
+    if not text:
+        return None
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    dec = json.JSONDecoder()
+    for cand in candidates:
+        for i, ch in enumerate(cand):
+            if ch == "{":
+                try:
+                    obj, _ = dec.raw_decode(cand[i:])
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict):
+                    return obj
+    return None
+
+
+class LLMBackend:
+    """Base class: the offline backend (no model; every reply is ``None`` so callers use their templates)."""
+
+    name = "offline"
+
+    def __init__(self, model: str = "", temperature: float = 0.0, max_tokens: int = 256,
+                 cache_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.model = model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.cache = DiskCache(cache_dir or default_cache_dir())
+        self.progress = progress
+        self.stats = LLMStats()
+
+    @property
+    def is_model(self) -> bool:
+        return self.name != "offline"
+
+    def decoding(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def cache_key(self, req: ChatRequest) -> str:
+        return DiskCache.key({"backend": self.name, "model": self.model, "messages": req.message_dicts(),
+                              "decoding": self.decoding(), "attempt": req.attempt})
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model, **(self.decoding() if self.is_model else {})}
+
+    def plan(self, requests: Sequence[ChatRequest]) -> dict[str, int]:
+        """Expected calls (not yet cached) and tokens for a batch, without calling anything."""
+        if not self.is_model:
+            return {"requests": len(requests), "uncached_calls": 0, "est_prompt_tokens": 0, "est_completion_tokens": 0}
+        todo = [r for r in requests if self.cache.get(self.cache_key(r)) is None]
+        chars = sum(len(c) for r in todo for _, c in r.messages)
+        return {"requests": len(requests), "uncached_calls": len(todo),
+                "est_prompt_tokens": chars // CHARS_PER_TOKEN + 4 * len(todo),
+                "est_completion_tokens": self.max_tokens * len(todo)}
+
+    def chat(self, requests: Sequence[ChatRequest], desc: str = "llm") -> list[str | None]:
+        """One reply per request (``None`` when the backend has no model or the call failed for good)."""
+        self.stats.requests += len(requests)
+        if not self.is_model:
+            return [None] * len(requests)
+        out: list[str | None] = [None] * len(requests)
+        todo: list[int] = []
+        for i, r in enumerate(requests):
+            hit = self.cache.get(self.cache_key(r))
+            if hit is not None:
+                out[i] = hit.get("text")
+                self.stats.cache_hits += 1
+            else:
+                todo.append(i)
+        if todo:
+            results = self._generate([requests[i] for i in todo], desc)
+            for i, res in zip(todo, results):
+                if res is None:
+                    self.stats.failures += 1
+                    continue
+                text, usage = res
+                self.stats.api_calls += 1
+                self.stats.prompt_tokens += usage.get("prompt_tokens", 0)
+                self.stats.completion_tokens += usage.get("completion_tokens", 0)
+                self.cache.put(self.cache_key(requests[i]), {"text": text, "usage": usage, "key": requests[i].key})
+                out[i] = text
+        return out
+
+    def _generate(self, requests: list[ChatRequest], desc: str) -> list[tuple[str, dict[str, int]] | None]:
+        raise NotImplementedError
+
+
+class OpenAIBackend(LLMBackend):
+    """The official ``openai`` client against any OpenAI-compatible server (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
+
+    name = "openai"
+
+    def __init__(self, model: str = DEFAULT_OPENAI_MODEL, temperature: float = 0.0, max_tokens: int = 256,
+                 cache_dir: str | Path | None = None, progress: bool = True, concurrency: int = 4,
+                 max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
+                 base_url: str | None = None, api_key: str | None = None) -> None:
+        super().__init__(model, temperature, max_tokens, cache_dir, progress)
+        self.concurrency = max(1, int(concurrency))
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            if not self.api_key:
+                raise RuntimeError("backend openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)")
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+        return self._client
+
+    def _retry_after(self, exc: Exception, attempt: int) -> float:
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        try:
+            ra = float(headers.get("retry-after", ""))
+            if 0 <= ra <= 60:
+                return ra
+        except (TypeError, ValueError):
+            pass
+        return self.backoff * (2 ** attempt)
+
+    def _one(self, req: ChatRequest) -> tuple[str, dict[str, int]] | None:
+        import openai
+
+        client = self.client()
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = client.chat.completions.create(model=self.model, messages=req.message_dicts(),
+                                                      temperature=self.temperature, max_tokens=self.max_tokens)
+                text = resp.choices[0].message.content or ""
+                usage = {"prompt_tokens": int(getattr(resp.usage, "prompt_tokens", 0) or 0),
+                         "completion_tokens": int(getattr(resp.usage, "completion_tokens", 0) or 0)}
+                return text, usage
+            except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                    openai.InternalServerError) as exc:
+                retryable = True
+                err: Exception = exc
+            except openai.APIStatusError as exc:
+                retryable = exc.status_code >= 500
+                err = exc
+            if not retryable or attempt == self.max_retries:
+                tqdm.write(f"openai: giving up on {req.key}: {type(err).__name__}: {str(err)[:120]}")
+                return None
+            with self._lock:
+                self.stats.retries += 1
+            time.sleep(self._retry_after(err, attempt))
+        return None
+
+    def _generate(self, requests: list[ChatRequest], desc: str) -> list[tuple[str, dict[str, int]] | None]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(tqdm(pool.map(self._one, requests), total=len(requests), desc=desc, disable=not self.progress))
+
+
+class HFBackend(LLMBackend):
+    """A local chat model through transformers (greedy decoding): ``smollm2`` (embedded), ``tiny``, or any HF path."""
+
+    name = "hf"
+
+    def __init__(self, model: str = DEFAULT_HF_MODEL, temperature: float = 0.0, max_tokens: int = 128,
+                 cache_dir: str | Path | None = None, progress: bool = True, batch_size: int = 8) -> None:
+        super().__init__(model, temperature, max_tokens, cache_dir, progress)
+        self.batch_size = batch_size
+        self._loaded: tuple[Any, Any] | None = None
+
+    def decoding(self) -> dict[str, Any]:
+        return {"do_sample": False, "max_new_tokens": self.max_tokens}
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            from .models import load_model
+
+            model, tok = load_model(self.model, device="cpu")
+            tok.padding_side = "left"
+            self._loaded = (model, tok)
+        return self._loaded
+
+    def _generate(self, requests: list[ChatRequest], desc: str) -> list[tuple[str, dict[str, int]] | None]:
+        import torch
+
+        model, tok = self._load()
+        out: list[tuple[str, dict[str, int]] | None] = []
+        for b in tqdm(range(0, len(requests), self.batch_size), desc=desc, disable=not self.progress):
+            batch = requests[b:b + self.batch_size]
+            texts = [tok.apply_chat_template(r.message_dicts(), tokenize=False, add_generation_prompt=True) for r in batch]
+            enc = tok(texts, return_tensors="pt", padding=True)
+            with torch.no_grad():
+                gen = model.generate(**enc, do_sample=False, max_new_tokens=self.max_tokens, pad_token_id=tok.pad_token_id)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            for k in range(len(batch)):
+                n_prompt = int(enc["attention_mask"][k].sum())
+                ids = new[k]
+                n_new = int((ids != tok.pad_token_id).sum()) if tok.pad_token_id is not None else int(ids.numel())
+                out.append((tok.decode(ids, skip_special_tokens=True),
+                            {"prompt_tokens": n_prompt, "completion_tokens": n_new}))
+        return out
+
+
+def make_backend(name: str, model: str | None = None, **kwargs: Any) -> LLMBackend:
+    """``offline`` | ``openai`` | ``hf`` (``model`` defaults: gpt-4o-mini, smollm2)."""
+    if name == "offline":
+        return LLMBackend(model="", **{k: v for k, v in kwargs.items() if k in ("cache_dir", "progress")})
+    if name == "openai":
+        return OpenAIBackend(model=model or DEFAULT_OPENAI_MODEL, **kwargs)
+    if name == "hf":
+        allowed = ("temperature", "max_tokens", "cache_dir", "progress", "batch_size")
+        return HFBackend(model=model or DEFAULT_HF_MODEL, **{k: v for k, v in kwargs.items() if k in allowed})
+    raise ValueError(f"unknown LLM backend {name!r}; expected one of {BACKENDS}")
+
+
+def ask_json(
+    backend: LLMBackend,
+    requests: Sequence[ChatRequest],
+    validate: Callable[[Any, int], Any],
+    desc: str = "llm",
+    json_retries: int = 1,
+) -> tuple[list[Any], dict[str, int]]:
+    """Ask for JSON replies; ``validate(obj, index)`` returns the cleaned value or None (invalid).
+
+    Invalid replies are asked again (up to ``json_retries`` times, a new cache key each time). Returns the valid
+    values (None where the caller must fall back) and counts ``{"valid", "invalid_json", "invalid_content",
+    "reasked", "fallback"}``.
+    """
+    counts = {"valid": 0, "invalid_json": 0, "invalid_content": 0, "reasked": 0, "fallback": 0}
+    values: list[Any] = [None] * len(requests)
+    pending = list(range(len(requests)))
+    current = list(requests)
+    if not backend.is_model:
+        counts["fallback"] = 0
+        return values, counts
+    for attempt in range(json_retries + 1):
+        if not pending:
+            break
+        replies = backend.chat([current[i] for i in pending], desc=desc if attempt == 0 else f"{desc} (re-ask)")
+        still = []
+        for i, text in zip(pending, replies):
+            obj = parse_json_reply(text)
+            value = validate(obj, i) if obj is not None else None
+            if value is not None:
+                values[i] = value
+                counts["valid"] += 1
+                continue
+            counts["invalid_json" if obj is None else "invalid_content"] += 1
+            if attempt < json_retries:
+                r = current[i]
+                current[i] = ChatRequest(key=r.key, messages=r.messages, attempt=attempt + 1)
+                counts["reasked"] += 1
+            still.append(i)
+        pending = still
+    counts["fallback"] = len(pending)
+    return values, counts
