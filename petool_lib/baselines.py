@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .data import DataError, Entry, load_test_set, provider_of, resolve_settings, split_tool_name
 from .embeddings import Embedder
+from .evaluate import write_predictions
 from .prompts import Prompt, parse_prompt
 
 METHODS = ("random", "functional", "history")
@@ -234,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with open(args.out, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_predictions(args.out, rows)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
 

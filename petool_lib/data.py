@@ -232,3 +232,17 @@ def load_test_set(path: str | os.PathLike[str] | None = None, limit: int | None 
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise DataError(f"{p}: duplicate entry_id values {dup}")
     return entries[:limit] if limit else entries
+
+
+def select_subset(entries: list[Entry], n: int | None, seed: int = 0) -> list[Entry]:
+    """A fixed, seeded subset of ``n`` entries (all when ``n`` is None or too large), in test-file order.
+
+    The same (n, seed) gives the same entry ids for every setting and every model, so results are comparable.
+    """
+    if n is None or n >= len(entries):
+        return list(entries)
+    import random
+
+    ids = sorted(e.entry_id for e in entries)
+    keep = set(random.Random(seed).sample(ids, n))
+    return [e for e in entries if e.entry_id in keep]

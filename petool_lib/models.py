@@ -45,7 +45,9 @@ def _convert_smollm2(out: Path) -> Path:
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = AutoConfig.for_model(**loaded.config.to_dict())
+    cfg = loaded.config.to_dict()
+    cfg.pop("quantization_config", None)  # the weights are saved dequantized; a GGUF quant config blocks training
+    config = AutoConfig.for_model(**cfg)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings
@@ -80,6 +82,19 @@ def _build_tiny(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def _drop_stale_quantization_config(out: Path) -> None:
+    """Caches converted before the fix kept GGUF's ``quantization_config`` over plain fp32 weights: remove it."""
+    import json
+
+    path = out / "config.json"
+    cfg = json.loads(path.read_text())
+    if cfg.get("quantization_config", {}).get("quant_method") == "gguf":
+        del cfg["quantization_config"]
+        tmp = path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+
 def resolve_model(name: str) -> str:
     """``smollm2`` / ``tiny`` → a cached local HF directory; anything else is returned unchanged (HF id or path)."""
     import shutil
@@ -89,6 +104,7 @@ def resolve_model(name: str) -> str:
         if not (out / "config.json").is_file():
             shutil.rmtree(out.with_name(out.name + ".tmp"), ignore_errors=True)
             (_convert_smollm2 if name == "smollm2" else _build_tiny)(out)
+        _drop_stale_quantization_config(out)
         return str(out)
     return name
 

@@ -636,6 +636,9 @@ def train_sft(
     from trl import SFTTrainer
 
     from .models import resolve_model
+    from .trl_compat import ensure_fused_lm_head
+
+    lm_head_fallback = ensure_fused_lm_head()
 
     out = Path(out)
     device = _device()
@@ -666,7 +669,7 @@ def train_sft(
     )
     trainer.train(resume_from_checkpoint=resume_from)
     return _finish(trainer, "sft", out, tok, run_cfg, prep, monitor, t_start,
-                   {"resumed_from": resume_from}, keep_checkpoints)
+                   {"resumed_from": resume_from, "torch_lm_head_fallback": lm_head_fallback}, keep_checkpoints)
 
 
 def _dpo_trainer_class() -> type:
@@ -727,7 +730,9 @@ def train_dpo(
     from datasets import Dataset
 
     from .models import resolve_model
+    from .trl_compat import ensure_fused_lm_head
 
+    lm_head_fallback = ensure_fused_lm_head()
     adapter = Path(adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json); run the SFT stage first")
@@ -773,7 +778,8 @@ def train_dpo(
         raise RuntimeError("the frozen reference adapter changed during DPO training")
     return _finish(trainer, "dpo", out, tok, run_cfg, prep, monitor, t_start,
                    {"resumed_from": resume_from, "step0_reference_check": check,
-                    "reference_unchanged": ref_unchanged, "beta": cfg.beta, "loss_type": cfg.loss_type},
+                    "reference_unchanged": ref_unchanged, "beta": cfg.beta, "loss_type": cfg.loss_type,
+                    "torch_lm_head_fallback": lm_head_fallback},
                    keep_checkpoints)
 
 

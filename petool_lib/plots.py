@@ -1,0 +1,83 @@
+"""Figures for the evaluation notebooks (matplotlib, saved as PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .data import SETTINGS  # noqa: E402
+from .scoring import ERROR_CATEGORIES  # noqa: E402
+
+_COLORS = {
+    "correct": "#2ca02c", "param_value_mismatch": "#98df8a", "param_name_mismatch": "#bcbd22",
+    "preference_mismatch": "#ff7f0e", "functionality_mismatch": "#d62728", "tool_hallucination": "#9467bd",
+    "invalid_format": "#7f7f7f", "missing": "#000000",
+}
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Stacked bars of the error taxonomy: one panel per setting, one bar per method (``summaries[name][setting]``)."""
+    names = list(summaries)
+    cats = [*ERROR_CATEGORIES[::-1], "missing"]
+    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS), 0.5 * len(names) + 2.2), sharey=True)
+    for ax, s in zip(axes, SETTINGS):
+        left = [0.0] * len(names)
+        for c in cats:
+            vals = [summaries[n].get(s, {}).get("errors", {}).get(c, 0) / max(summaries[n].get(s, {}).get("n", 0), 1)
+                    for n in names]
+            ax.barh(names, vals, left=left, color=_COLORS[c], label=c)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_title(s)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of entries")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def slice_lines(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str | Path, xlabel: str,
+                metric: str = "tool_acc", title: str = "") -> Path:
+    """Accuracy per slice value (x) for each method, one panel per setting (``slices_by_name[name][setting][value]``)."""
+    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS), 3.4), sharey=True)
+    for ax, s in zip(axes, SETTINGS):
+        for name, by_setting in slices_by_name.items():
+            sl = by_setting.get(s, {})
+            xs = list(sl)
+            ax.plot(xs, [sl[x][metric] for x in xs], marker="o", label=name)
+        ax.set_title(s)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(0, 1)
+        ax.tick_params(axis="x", rotation=45)
+    axes[0].set_ylabel(metric.replace("_", " "))
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def category_heatmap(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str | Path, setting: str,
+                     metric: str = "tool_acc") -> Path:
+    """Per-category accuracy (columns) for each method (rows) in one setting."""
+    names = list(slices_by_name)
+    cats = sorted({c for n in names for c in slices_by_name[n].get(setting, {})})
+    grid = [[slices_by_name[n].get(setting, {}).get(c, {}).get(metric, float("nan")) for c in cats] for n in names]
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(cats) + 3), 0.45 * len(names) + 2))
+    im = ax.imshow(grid, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(cats)), cats, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title(f"{metric.replace('_', ' ')} by category ({setting})")
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)

@@ -1,0 +1,206 @@
+"""Predict tool calls for a test set with a local HF model (+ adapter) or an OpenAI-compatible endpoint.
+
+CLI::
+
+    python -m petool_lib.predict --test PATH --model MODEL [--adapter DIR] [--backend hf|openai]
+        [--setting all|preferred|ratings|chronological] [--limit N] [--mode generate|constrained|rank]
+        [--max-prompt-tokens N] --out P.jsonl
+
+Rows are the harness's prediction format (``entry_id``, ``setting``, ``response``) plus ``mode``, ``latency_s``,
+``prompt_tokens``, ``trimmed`` / ``trimmed_items`` (oldest history items dropped to fit the budget),
+``over_budget``, ``error`` and mode-specific extras. ``--limit N`` takes the same seeded subset of N entry ids for
+every setting and every model (:func:`select_entries`). Predictions are cached as they are made
+(:mod:`petool_lib.pred_cache`): an interrupted run continues where it stopped, and its final file equals an
+uninterrupted run's (apart from wall-clock ``latency_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from .data import DataError, Entry, load_test_set, resolve_settings
+from .decoding import MODES, DecodeConfig
+from .pred_cache import PredictionCache, cache_key, digest
+
+
+def select_entries(entries: Sequence[Entry], limit: int | None, seed: int = 0) -> list[Entry]:
+    """A fixed, seeded subset of ``limit`` entries (in test-set order); the same ids for every setting and model."""
+    entries = list(entries)
+    if not limit or limit >= len(entries):
+        return entries
+    ids = sorted(e.entry_id for e in entries)
+    chosen = set(random.Random(seed).sample(ids, int(limit)))
+    return [e for e in entries if e.entry_id in chosen]
+
+
+def make_backend(
+    backend: str, model: str, adapter: str | None = None, dtype: str | None = None, concurrency: int = 4,
+    max_retries: int = 3, timeout: float = 60.0, max_tokens: int = 256, tokenizer: str | None = None,
+) -> Any:
+    """``hf``: a local model via :class:`~petool_lib.decoding.HFBackend`; ``openai``: an endpoint."""
+    if backend == "hf":
+        from .decoding import HFBackend
+
+        return HFBackend(model, adapter=adapter, dtype=dtype)
+    if backend == "openai":
+        if adapter:
+            raise ValueError("--adapter applies to the hf backend only")
+        from .openai_backend import OpenAIBackend
+
+        tok = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            from .models import resolve_model
+
+            tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
+        return OpenAIBackend(model, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
+                             max_tokens=max_tokens, tokenizer=tok)
+    raise ValueError(f"unknown backend {backend!r}; expected hf or openai")
+
+
+def default_cache_path(out: str | os.PathLike[str]) -> Path:
+    """``<out dir>/.cache/<out name>.cache.jsonl``."""
+    p = Path(out)
+    return p.parent / ".cache" / f"{p.stem}.cache.jsonl"
+
+
+def predict(
+    entries: Sequence[Entry],
+    backend: Any,
+    settings: Sequence[str] | str = "all",
+    mode: str = "constrained",
+    cfg: DecodeConfig | None = None,
+    max_prompt_tokens: int | None = None,
+    batch_size: int | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> list[dict[str, Any]]:
+    """Predict every (setting, entry); returns rows in canonical order (settings, then test-set order).
+
+    HF batches are formed over the whole work list sorted by prompt length, so a resumed run recomputes exactly
+    the batches an uninterrupted run would; each finished batch is appended to ``cache`` before the next starts.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    cfg = cfg or DecodeConfig()
+    settings = resolve_settings(settings) if isinstance(settings, str) else list(settings)
+    work = [(s, e) for s in settings for e in entries]
+    prompts = [backend.prompt(e, s, max_prompt_tokens)
+               for s, e in tqdm(work, desc="prompts", disable=not progress or len(work) < 50, leave=False)]
+    identity = backend.identity()
+    dkey = backend.decoding_key(mode, cfg)
+    keys = [cache_key(identity, p.digest(), digest(e.candidates) if mode != "generate" else "", mode, dkey)
+            for (_, e), p in zip(work, prompts)]
+    store = PredictionCache(cache)
+    if getattr(backend, "name", "") == "hf":
+        order = sorted(range(len(work)), key=lambda i: (prompts[i].prompt_tokens or 0, i))
+    else:
+        order = list(range(len(work)))
+    if batch_size is None:
+        batch_size = getattr(backend, "default_batch_size", lambda: 16)()
+    size = 1 if mode == "rank" else max(1, batch_size)
+    batches = [order[i:i + size] for i in range(0, len(order), size)]
+    model_label = getattr(backend, "model_name", "?")
+    adapter = getattr(backend, "adapter", None)
+    bar = tqdm(total=len(work), desc=desc or f"{model_label} {mode}", disable=not progress)
+    for batch in batches:
+        todo = [i for i in batch if keys[i] not in store]
+        if todo:
+            results = backend.run([(work[i][1], prompts[i]) for i in todo], mode, cfg)
+            new = []
+            for i, res in zip(todo, results):
+                s, e = work[i]
+                p = prompts[i]
+                row = {
+                    "entry_id": e.entry_id, "setting": s, "response": res.get("response") or "", "mode": mode,
+                    "backend": identity.get("backend"), "model": model_label,
+                    "adapter": str(adapter) if adapter else None, "latency_s": res.get("latency_s"),
+                    "prompt_tokens": p.prompt_tokens, "trimmed": p.trimmed, "trimmed_items": p.trimmed_items,
+                    "over_budget": p.over_budget, "error": res.get("error"),
+                }
+                row.update({k: v for k, v in res.items() if k not in row and k != "latency_s"})
+                new.append((keys[i], row))
+            store.put_many(new)
+        bar.update(len(batch))
+    bar.close()
+    return [store.get(k) for k in keys]  # type: ignore[misc]
+
+
+def write_rows(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
+    """Write prediction rows as JSONL (atomically: temp file, then rename)."""
+    p = Path(out)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.predict", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
+    ap.add_argument("--model", required=True, help="smollm2 | tiny | HF id or path | endpoint model name")
+    ap.add_argument("--adapter", default=None, help="PEFT adapter directory applied on the base model (hf)")
+    ap.add_argument("--backend", default="hf", choices=("hf", "openai"))
+    ap.add_argument("--setting", default="all", help="all | preferred | ratings | chronological (or p/r/c), comma list")
+    ap.add_argument("--limit", type=int, default=None, help="a fixed seeded subset of N entries per setting")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    ap.add_argument("--mode", default="constrained", choices=MODES)
+    ap.add_argument("--out", required=True, help="output JSONL")
+    ap.add_argument("--max-prompt-tokens", type=int, default=None,
+                    help="prompt budget: drop the oldest history items until the templated prompt fits "
+                         "(hf default: the model's context window minus the generation bound)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="hf: prompts per batch in generate/constrained (default 1 on CPU, 8 on GPU); "
+                         "openai: requests per cache flush (default 16)")
+    ap.add_argument("--dtype", default=None, help="hf weights dtype, e.g. float32 or bfloat16 (default: fp32 on CPU)")
+    ap.add_argument("--max-new-tokens", type=int, default=128, help="generate mode: new-token bound")
+    ap.add_argument("--max-value-chars", type=int, default=128, help="constrained/rank: string value bound")
+    ap.add_argument("--rank-score", default="sum", choices=("sum", "mean"), help="rank: candidate name log-lik.")
+    ap.add_argument("--concurrency", type=int, default=4, help="openai: parallel requests")
+    ap.add_argument("--max-retries", type=int, default=3, help="openai: retries per request")
+    ap.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
+    ap.add_argument("--tokenizer", default=None, help="openai: tokenizer used to measure --max-prompt-tokens")
+    ap.add_argument("--cache", default=None, help="cache file (default: <out dir>/.cache/<out name>.cache.jsonl)")
+    ap.add_argument("--no-cache", action="store_true", help="do not read or write a cache file")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        entries = select_entries(load_test_set(args.test), args.limit, args.seed)
+        backend = make_backend(args.backend, args.model, args.adapter, args.dtype, args.concurrency,
+                               args.max_retries, args.timeout, args.max_new_tokens, args.tokenizer)
+        cfg = DecodeConfig(max_new_tokens=args.max_new_tokens, max_value_chars=args.max_value_chars,
+                           rank_score=args.rank_score)
+        budget = args.max_prompt_tokens
+        if budget is None and args.backend == "hf" and backend.context_window():
+            budget = backend.context_window() - max(args.max_new_tokens, 256)
+        cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
+        rows = predict(entries, backend, args.setting, args.mode, cfg, budget, args.batch_size, cache,
+                       progress=not args.quiet)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_rows(rows, args.out)
+    from .evaluate import evaluate_rows, format_table
+
+    print(format_table(evaluate_rows(entries, rows, resolve_settings(args.setting)), f"{args.out} (paper scoring)"))
+    failed = sum(1 for r in rows if r.get("error"))
+    if failed:
+        print(f"{failed} request(s) failed: written with an empty response and their error (scored as wrong)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Result tables (ours beside the paper's published numbers) and the README results block, from ``metrics.json``.
+
+``metrics.json`` layout written by notebook 05: ``evaluation[<testset>][<name>][<scoring>] = {setting: summary}``
+and ``evaluation_files[<testset>][<name>] = <prediction file>``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .data import SETTINGS
+from .runs import read_metrics
+
+# Xu et al. 2025 (arXiv 2502.18980), rating-integrated setting: (Tool Acc, Param Acc) in percent.
+PUBLISHED_RATINGS: dict[str, tuple[float, float]] = {
+    "Vicuna-7B": (10.8, 57.4),
+    "Mistral-7B": (15.4, 63.2),
+    "Qwen2.5-7B": (24.8, 66.5),
+    "LLaMA3-8B": (26.9, 77.7),
+    "GPT-4o-mini": (38.4, 77.7),
+    "GPT-4o": (45.7, 79.6),
+    "PEToolLLaMA": (78.4, 89.7),
+}
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+SETTING_LABEL = {"preferred": "Preferred-only", "ratings": "Rating-integrated", "chronological": "Chronological"}
+
+
+def record_evaluation(metrics: dict[str, Any], testset: str, name: str, scoring: str,
+                      summary: dict[str, Any], file: str | None = None) -> None:
+    """Put one evaluation into a metrics dict (``evaluation`` / ``evaluation_files`` sections)."""
+    metrics.setdefault("evaluation", {}).setdefault(testset, {}).setdefault(name, {})[scoring] = summary
+    if file is not None:
+        metrics.setdefault("evaluation_files", {}).setdefault(testset, {})[name] = file
+
+
+def results_table(evaluation: dict[str, Any], scoring: str = "paper") -> pd.DataFrame:
+    """One row per method: Tool/Param Acc (%) per setting and n, from ``evaluation[<testset>]``."""
+    rows = []
+    for name, by_scoring in evaluation.items():
+        summary = by_scoring.get(scoring)
+        if not summary:
+            continue
+        row: dict[str, Any] = {"method": name}
+        for s in SETTINGS:
+            if s in summary:
+                row[f"{SETTING_LABEL[s]} Tool"] = round(100 * summary[s]["tool_acc"], 1)
+                row[f"{SETTING_LABEL[s]} Param"] = round(100 * summary[s]["param_acc"], 1)
+        row["n per setting"] = max((v["n"] for v in summary.values()), default=0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def published_table() -> pd.DataFrame:
+    """The paper's rating-integrated numbers, in the same columns as :func:`results_table`."""
+    return pd.DataFrame(
+        [{"method": f"{k} (paper)", "Rating-integrated Tool": t, "Rating-integrated Param": p}
+         for k, (t, p) in PUBLISHED_RATINGS.items()]
+    ).set_index("method")
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = ["method", *map(str, df.columns)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for idx, row in df.iterrows():
+        cells = ["" if pd.isna(v) else (f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row.tolist()]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def readme_block(run_dir: str | Path, scoring: str = "paper") -> str:
+    """Markdown results block for the README, generated from ``<run>/metrics.json``."""
+    metrics = read_metrics(run_dir)
+    evaluation = metrics.get("evaluation", {})
+    parts = [f"Generated from `{Path(run_dir).name}/metrics.json` ({scoring} scoring; accuracies in %)."]
+    for testset, ev in evaluation.items():
+        df = results_table(ev, scoring)
+        if df.empty:
+            continue
+        if testset == "official":
+            df = pd.concat([df, published_table()])
+        parts.append(f"\n**Test set: {testset}**\n\n" + _markdown(df))
+    return "\n".join(parts)
+
+
+def update_readme(run_dir: str | Path, readme: str | Path, scoring: str = "paper") -> bool:
+    """Replace the block between the README's results markers; False when the markers are missing."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return False
+    block = f"{README_START}\n{readme_block(run_dir, scoring)}\n{README_END}"
+    new = re.sub(re.escape(README_START) + r".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+    path.write_text(new, encoding="utf-8")
+    return True

@@ -1,0 +1,151 @@
+"""Run the numbered notebooks in order with papermill into ``outputs/<run>/``, with a manifest.
+
+    python -m petool_lib.reproduce --profile configs/cpu.yaml [--run NAME] [--only 05,06]
+
+Parameters are the flat profile YAML (what ``papermill -f`` would pass) plus ``run_dir``. The executed notebooks
+go to ``<run>/notebooks/``; ``<run>/manifest.json`` records the profile, parameters, git commit, package
+versions and per-stage wall times. A failing notebook stops the run with a non-zero exit (the manifest says
+which stage failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data import REPO_ROOT
+from .runs import run_path
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+KERNEL = "petool"
+PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "gguf", "sentence-transformers",
+            "papermill", "openai", "lm-format-enforcer", "numpy", "pandas", "matplotlib", "unsloth")
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks ``NN_*.ipynb`` in order (optionally only those whose number is in ``only``)."""
+    found = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return [p for p in found if not only or p.name[:2] in only]
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """A flat profile YAML (``configs/<profile>.yaml``)."""
+    with open(path, encoding="utf-8") as fh:
+        params = yaml.safe_load(fh) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: a profile must be a mapping of parameter names to values")
+    return params
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def ensure_kernel() -> str:
+    """A kernel bound to this interpreter, installed inside its environment (``--sys-prefix``) under a name unique
+    to the interpreter, so it can neither shadow nor be shadowed by the user's own kernels."""
+    import hashlib
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = f"{KERNEL}-{hashlib.sha1(str(Path(sys.executable).resolve()).encode()).hexdigest()[:10]}"
+    specs = KernelSpecManager().find_kernel_specs()
+    if name not in specs:
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
+                        "--display-name", f"Python (petool, {sys.prefix})"], check=True, capture_output=True)
+    return name
+
+
+def reproduce(profile: str | Path, run: str | None = None, only: list[str] | None = None,
+              kernel: str | None = None, progress: bool = True) -> Path:
+    """Execute the notebooks; return the run directory. Raises on the first failing notebook."""
+    import papermill as pm
+
+    params = load_profile(profile)
+    run_name = run or str(params.get("profile") or Path(profile).stem)
+    run_dir = run_path(REPO_ROOT / "outputs" / run_name if not Path(run_name).is_absolute() else run_name)
+    params["run_dir"] = str(run_dir)
+    kernel = kernel or ensure_kernel()
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = run_dir / "manifest.json"
+    old = json.loads(manifest_path.read_text()) if manifest_path.is_file() and only else {}
+    manifest: dict[str, Any] = {
+        "profile": str(profile), "run": run_name, "parameters": params, "git": git_commit(),
+        "python": sys.version.split()[0], "platform": platform.platform(), "packages": package_versions(),
+        "stages": old.get("stages", {}), "status": "running",
+    }
+    nbs = notebooks(only)
+    if not nbs:
+        raise FileNotFoundError(f"no notebooks to run in {NOTEBOOK_DIR} (only={only})")
+    for nb in nbs:
+        t0 = time.perf_counter()
+        manifest["stages"][nb.stem] = {"status": "running"}
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        print(f"== {nb.name} -> {out_dir / nb.name}", flush=True)
+        try:
+            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel,
+                                cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
+        except Exception as exc:
+            manifest["stages"][nb.stem] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),
+                                           "error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
+            manifest["status"] = f"failed at {nb.name}"
+            manifest_path.write_text(json.dumps(manifest, indent=2))
+            raise
+        manifest["stages"][nb.stem] = {"status": "ok", "seconds": round(time.perf_counter() - t0, 1)}
+    manifest["status"] = "ok"
+    manifest["total_seconds"] = round(sum(s.get("seconds", 0) for s in manifest["stages"].values()), 1)
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.reproduce", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default=str(REPO_ROOT / "configs" / "cpu.yaml"))
+    ap.add_argument("--run", default=None, help="run name under outputs/ (default: the profile's name)")
+    ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 05,06")
+    ap.add_argument("--kernel", default=None, help="Jupyter kernel name (default: one bound to this interpreter)")
+    ap.add_argument("--readme", default=None, help="update this README's results block from the run's metrics")
+    args = ap.parse_args(argv)
+    only = [s.strip().zfill(2) for s in args.only.split(",")] if args.only else None
+    try:
+        run_dir = reproduce(args.profile, args.run, only, args.kernel)
+    except Exception as exc:  # noqa: BLE001 - fail loudly with the stage named, non-zero exit
+        print(f"reproduce FAILED: {type(exc).__name__}: {str(exc)[-3000:]}", file=sys.stderr)
+        return 1
+    print(f"done: {run_dir} (manifest.json, metrics.json, figures/, notebooks/)")
+    if args.readme:
+        from .report import update_readme
+
+        if update_readme(run_dir, args.readme):
+            print(f"updated results table in {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

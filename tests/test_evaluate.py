@@ -1,0 +1,64 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from petool_lib.evaluate import PredictionError, evaluate_rows, load_predictions, main, write_predictions
+
+
+def _perfect(entries, settings=("preferred", "ratings", "chronological")):
+    return [{"entry_id": e.entry_id, "setting": s, "response": json.dumps(e.ground_truth, ensure_ascii=False)}
+            for s in settings for e in entries]
+
+
+def test_perfect_and_missing_rows(official):
+    rows = _perfect(official)
+    res = evaluate_rows(official, rows)
+    for s in res.values():
+        assert (s["n"], s["tool_correct"], s["param_correct"], s["missing"]) == (1000, 1000, 1000, 0)
+        assert s["errors"]["correct"] == 1000
+    # drop 10 preferred rows: still n=1000, 10 missing, counted wrong
+    kept = [r for r in rows if not (r["setting"] == "preferred" and r["entry_id"] in {e.entry_id for e in official[:10]})]
+    res = evaluate_rows(official, kept)
+    assert res["preferred"]["n"] == 1000 and res["preferred"]["missing"] == 10
+    assert res["preferred"]["tool_acc"] == pytest.approx(0.99)
+    assert res["preferred"]["errors"]["missing"] == 10
+    assert sum(res["preferred"]["errors"].values()) == 1000
+
+
+def test_bad_prediction_files(official, tmp_path):
+    e = official[0]
+    cases = {
+        "unknown": [{"entry_id": -5, "setting": "p", "response": ""}],
+        "duplicate": [{"entry_id": e.entry_id, "setting": "p", "response": ""},
+                      {"entry_id": e.entry_id, "setting": "preferred", "response": "x"}],
+        "setting": [{"entry_id": e.entry_id, "setting": "nope", "response": ""}],
+        "type": [{"entry_id": str(e.entry_id), "setting": "p", "response": ""}],
+    }
+    for name, rows in cases.items():
+        p = write_predictions(tmp_path / f"{name}.jsonl", rows)
+        with pytest.raises(PredictionError, match=f"{name}.jsonl: row"):
+            load_predictions(p, official)
+    bad = tmp_path / "badjson.jsonl"
+    bad.write_text('{"entry_id": 1}\n{oops\n')
+    with pytest.raises(PredictionError, match="badjson.jsonl: line 2"):
+        load_predictions(bad, official)
+
+
+def test_cli_json(official, official_path, tmp_path, capsys):
+    rows = _perfect(official[:50], ("ratings",))
+    p = write_predictions(tmp_path / "p.jsonl", rows)
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["ratings"]
+    assert out["ratings"]["n"] == 1000 and out["ratings"]["tool_correct"] == 50
+    assert out["ratings"]["tool_acc"] == pytest.approx(0.05) and out["ratings"]["missing"] == 950
+    assert set(out["ratings"]) == {"n", "tool_correct", "param_correct", "tool_acc", "param_acc", "missing", "errors"}
+    # readable table and a clear error exit for a bad file
+    assert main(["--test", official_path, "--predictions", str(p), "--scoring", "robust"]) == 0
+    assert "Tool Acc" in capsys.readouterr().out
+    bad = write_predictions(tmp_path / "b.jsonl", [{"entry_id": -1, "setting": "p", "response": ""}])
+    r = subprocess.run([sys.executable, "-m", "petool_lib.evaluate", "--test", official_path, "--predictions", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "entry_id -1 is not in the test set" in r.stderr

@@ -1,0 +1,67 @@
+"""Every notebook is committed clean and runs under papermill with the tiny profile (the whole chain 01-06)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from petool_lib.reproduce import NOTEBOOK_DIR, notebooks, reproduce
+
+REPO = Path(__file__).resolve().parent.parent
+EXPECTED = ["01_tool_preparation", "02_history_synthesis", "03_sft", "04_dpo", "05_evaluation", "06_error_analysis"]
+
+
+def test_all_six_notebooks_exist():
+    assert [p.stem for p in notebooks()] == EXPECTED
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_clean_with_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    assert "run_dir" in params[0].source
+    r = subprocess.run([str(Path(sys.executable).parent / "nbstripout"), "--verify", str(path)], capture_output=True)
+    assert r.returncode == 0, f"{path.name} is not nbstripout-clean: run `nbstripout notebooks/*.ipynb`"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reproduce") / "tiny"
+    return reproduce(REPO / "configs" / "tiny.yaml", str(run_dir), kernel=None, progress=False)
+
+
+def test_tiny_chain_runs_every_notebook(tiny_run):
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert [k for k, v in manifest["stages"].items() if v["status"] == "ok"] == EXPECTED
+    assert manifest["parameters"]["profile"] == "tiny" and manifest["packages"]["torch"]
+    assert "commit" in manifest["git"]
+    for stem in EXPECTED:
+        assert (tiny_run / "notebooks" / f"{stem}.ipynb").is_file()
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert "official" in metrics["evaluation"]
+    assert list((tiny_run / "figures").glob("*.png"))
+
+
+def test_failing_notebook_fails_loudly(tmp_path, monkeypatch):
+    import petool_lib.reproduce as rp
+
+    bad = nbformat.v4.new_notebook()
+    bad.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell("run_dir = ''")
+    p.metadata["tags"] = ["parameters"]
+    bad.cells = [p, nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    nbformat.write(bad, nbdir / "01_bad.ipynb")
+    monkeypatch.setattr(rp, "NOTEBOOK_DIR", nbdir)
+    with pytest.raises(Exception, match="boom"):
+        rp.reproduce(REPO / "configs" / "tiny.yaml", str(tmp_path / "run"), progress=False)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed at 01_bad.ipynb" and manifest["stages"]["01_bad"]["status"] == "failed"

@@ -1,0 +1,21 @@
+from petool_lib.report import README_END, README_START, record_evaluation, results_table, update_readme
+from petool_lib.runs import update_metrics
+
+
+def _summary(t, p, n=10):
+    return {s: {"n": n, "tool_acc": t, "param_acc": p, "tool_correct": int(t * n), "param_correct": int(p * n),
+                "missing": 0, "errors": {}} for s in ("preferred", "ratings", "chronological")}
+
+
+def test_results_table_and_readme(tmp_path):
+    metrics: dict = {}
+    record_evaluation(metrics, "official", "baseline-history", "paper", _summary(0.6, 0.5), "x.jsonl")
+    df = results_table(metrics["evaluation"]["official"])
+    assert df.loc["baseline-history", "Rating-integrated Tool"] == 60.0
+    update_metrics(tmp_path, "evaluation", metrics["evaluation"])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
+    assert update_readme(tmp_path, readme)
+    text = readme.read_text()
+    assert "old" not in text and "| baseline-history | 60.0 | 50.0 |" in text and "GPT-4o (paper)" in text
+    assert text.startswith("intro\n") and text.endswith("rest\n")
