@@ -76,7 +76,7 @@ class ToolCallLogitsProcessor(LogitsProcessor):
         return masked
 
 
-def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     n = min(len(s) for s in seqs)
     for i in range(n):
         t = seqs[0][i]
@@ -203,7 +203,7 @@ class HFBackend:
         name_seqs = [enc(name_text(t.name)) for t in tools]
         heads = [t.head_ids for t in tools]
         # the prefix shared by every candidate (and every head) is prefilled with the prompt; each name keeps >= 1 token
-        shared = min(_common_prefix(name_seqs + heads), min(len(s) for s in name_seqs) - 1)
+        shared = min(common_prefix(name_seqs + heads), min(len(s) for s in name_seqs) - 1)
         ids = list(prompt.input_ids or [])
         prefix = ids + name_seqs[0][:shared]
         with torch.inference_mode():

@@ -260,7 +260,7 @@ def plan_requests(apis: Sequence[Api], per_api: int = 3, limit: int | None = Non
 
 def mask_providers(text: str, tool_names: Sequence[str]) -> str:
     """Provider-neutral query: every mention of a group member's tool name becomes ``...`` (as in the official set)."""
-    for name in sorted({t for t in tool_names if len(t.strip()) >= 3}, key=len, reverse=True):
+    for name in sorted({t for t in tool_names if len(t.strip()) >= 3}, key=lambda t: (-len(t), t)):
         text = re.sub(re.escape(name.strip()), "...", text, flags=re.I)
     return text
 

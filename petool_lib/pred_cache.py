@@ -105,9 +105,14 @@ class PredictionCache:
         return self.rows.get(key)
 
     def put_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Store rows and append them to the file in one flushed write."""
+        """Store rows; append those without an ``error`` to the file in one flushed write.
+
+        Rows carrying an error (a failed endpoint request) are kept in memory for this run only, so a later run
+        tries them again instead of reusing the failure.
+        """
         for k, row in items:
             self.rows[k] = row
+        items = [(k, r) for k, r in items if not r.get("error")]
         if not self.path or not items:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

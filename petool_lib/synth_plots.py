@@ -104,7 +104,7 @@ def preference_consistency(users: Sequence[dict[str, Any]], path: str | Path) ->
     a1.set_ylabel("preferred = best aligned")
     a1.set_title("Preference vs latent attributes")
     a1.tick_params(axis="x", rotation=30, labelsize=8)
-    shares = [max(c.values()) / sum(c.values()) for c in per_group.values() if sum(c.values()) >= 3]
+    shares = [max(c.values()) / sum(c.values()) for c in per_group.values() if sum(c.values()) >= 2]
     a2.hist(shares, bins=np.linspace(0, 1, 11))
     a2.set_xlabel("share of users choosing the group's most common provider")
     a2.set_ylabel("groups")

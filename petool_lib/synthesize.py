@@ -8,7 +8,7 @@ CLI::
 
 ``--train`` counts examples per setting: every synthesized entry carries all three settings' prompts, as the
 official test entries do. Same inputs and seed give byte-identical files (no timestamps or absolute paths inside).
-See ``docs`` in each step's module: :mod:`~petool_lib.catalog`, :mod:`~petool_lib.understanding`,
+Each step is documented in its module: :mod:`~petool_lib.catalog`, :mod:`~petool_lib.understanding`,
 :mod:`~petool_lib.grouping`, :mod:`~petool_lib.preferences`, :mod:`~petool_lib.histories`,
 :mod:`~petool_lib.instructions`, :mod:`~petool_lib.holdout`, :mod:`~petool_lib.exports`.
 """
@@ -23,7 +23,6 @@ import re
 import shutil
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,6 +76,7 @@ class SynthConfig:
     history_limit: int = PROMPT_HISTORY_LIMIT
     embedding: str = "auto"
     llm_limit: int | None = None
+    llm_max_tokens: int | None = None
     concurrency: int = 4
     cache_dir: str | None = None
     progress: bool = True
@@ -148,6 +148,11 @@ class Synthesizer:
         self.official_queries = ref.queries if (strict and ref is not None) else set()
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    def record(self, api: Api) -> dict[str, Any]:
+        """The official ``apis_same_func`` record, its ``Example`` being the API's first (allowed) instruction."""
+        pool = self.pools.get(api.full_name) or []
+        return api.same_func_record({"Scenario": pool[0].text, "Parameters": pool[0].parameters} if pool else None)
+
     def providers_of(self, g: Group) -> list[str]:
         return [self.api[m].provider for m in g.members]
 
@@ -285,8 +290,8 @@ class Synthesizer:
         user.preferred = {gid: p for gid, p in memo.items()}
         entry = Entry(
             entry_id=entry_id, query=q.text, prompts=prompts, candidates=candidates, ground_truth=gt,
-            api_ground_truth=t.same_func_record(), func=target.gid,
-            same_func=[self.api[m].same_func_record() for m in target.members],
+            api_ground_truth=self.record(t), func=target.gid,
+            same_func=[self.record(self.api[m]) for m in target.members],
             tool_comb=[self.api_provider_tool(p) for p in comb], num_tools_combined=len(comb), history_length=len(full),
         )
         return Example(entry, user, split, rej_call, rej_provider, aligned, full, rejected)
@@ -411,12 +416,21 @@ def _check(cfg: SynthConfig) -> None:
         raise ValueError("--train and --test must be >= 0")
 
 
+def _backend(cfg: SynthConfig) -> LLMBackend:
+    kw: dict[str, Any] = {"cache_dir": cfg.cache_dir, "progress": cfg.progress}
+    if cfg.llm_max_tokens is not None:
+        kw["max_tokens"] = cfg.llm_max_tokens
+    if cfg.backend == "openai":
+        kw["concurrency"] = cfg.concurrency
+    return make_backend(cfg.backend, cfg.model, **kw)
+
+
 def plan_llm(cfg: SynthConfig) -> dict[str, Any]:
     """The dry run: how many model calls (not yet cached) and tokens a run would spend; calls nothing."""
     _check(cfg)
     ref, _ = load_reference(cfg.test_set, required=cfg.tools == "official")
     catalog = load_catalog(cfg.tools, ref.entries if ref is not None else None)
-    backend = make_backend(cfg.backend, cfg.model, cache_dir=cfg.cache_dir, progress=cfg.progress)
+    backend = _backend(cfg)
     return {**_llm_plan(cfg, backend, catalog), "catalog": catalog.summary()}
 
 
@@ -430,8 +444,7 @@ def prepare(cfg: SynthConfig) -> Preparation:
     catalog = load_catalog(cfg.tools, ref.entries if ref is not None else None)
     if not catalog.documented:
         raise ValueError(f"no valid documented API in {cfg.tools!r} (skipped: {catalog.skip_counts()})")
-    backend = make_backend(cfg.backend, cfg.model, cache_dir=cfg.cache_dir, progress=cfg.progress,
-                           **({"concurrency": cfg.concurrency} if cfg.backend == "openai" else {}))
+    backend = _backend(cfg)
     plan = _llm_plan(cfg, backend, catalog)
     timings["load"] = time.perf_counter() - t0
 
@@ -618,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--noise", type=float, default=SynthConfig.noise)
     ap.add_argument("--embedding", default="auto", choices=("auto", "minilm", "tfidf"))
     ap.add_argument("--llm-limit", type=int, default=None, help="send at most this many APIs per step to the model")
+    ap.add_argument("--llm-max-tokens", type=int, default=None, help="reply length cap (default 256 openai, 128 hf)")
     ap.add_argument("--concurrency", type=int, default=4, help="openai: parallel requests")
     ap.add_argument("--cache-dir", default=None, help="LLM reply cache (default $PETOOL_CACHE/llm)")
     ap.add_argument("--dry-run", action="store_true", help="print the expected model calls and tokens, write nothing")
@@ -630,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SynthConfig(tools=args.tools, out=args.out, backend=args.backend, model=args.model, seed=args.seed,
                       train=args.train, test=args.test, holdout=args.holdout, test_set=args.test_set,
                       instructions_per_api=args.instructions_per_api, group_threshold=args.group_threshold,
-                      noise=args.noise, embedding=args.embedding, llm_limit=args.llm_limit,
+                      noise=args.noise, embedding=args.embedding, llm_limit=args.llm_limit, llm_max_tokens=args.llm_max_tokens,
                       concurrency=args.concurrency, cache_dir=args.cache_dir, progress=not args.no_progress,
                       dry_run=args.dry_run)
     try:

@@ -341,10 +341,14 @@ def _make_monitor() -> Any:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
 
-        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        def stop(self) -> None:
             self._stop.set()
             if self._thread is not None:
                 self._thread.join()
+                self._thread = None
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.stop()
             seconds = time.perf_counter() - self._t0
             tokens = int(state.num_input_tokens_seen - self._tokens0)
             self.results = {
@@ -366,12 +370,17 @@ def completion_logps(model: Any, batch: dict[str, Any]) -> Any:
     """Sum of log-probs of the completion tokens of a collated batch (input_ids, attention_mask, completion_mask)."""
     import torch
 
+    ids, cmask = batch["input_ids"], batch["completion_mask"]
+    length = ids.shape[1]
+    # logits only from the earliest completion position on (the prompt's logits are not needed)
+    first = max(1, int(cmask.to(torch.float32).argmax(dim=1).min())) if bool(cmask.any()) else length
+    keep = length - first + 1  # logits at positions first-1 .. length-1
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    tok_logp = logp.gather(-1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1)
-    mask = batch["completion_mask"][:, 1:].to(tok_logp.dtype)
-    return (tok_logp * mask).sum(dim=1)
+        logits = model(input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False,
+                       logits_to_keep=keep).logits
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predictions for tokens first .. length-1
+    tok_logp = logp.gather(-1, ids[:, first:].unsqueeze(-1)).squeeze(-1)
+    return (tok_logp * cmask[:, first:].to(tok_logp.dtype)).sum(dim=1)
 
 
 def reference_check(trainer: Any, n_pairs: int = 2) -> dict[str, Any]:
@@ -467,6 +476,40 @@ def official_rows(entries: Sequence[Any], settings: Sequence[str] = ("preferred"
     return rows
 
 
+def sample_rows(entries: Sequence[Any], tokenizer: Any, cfg: StageConfig) -> list[dict[str, Any]]:
+    """Held-out rows for before/after generations: official entries, trimmed to the stage's token budget like the
+    training rows (too-long rows are kept whole), with their ``setting`` and ``entry_id``."""
+    rows = official_rows(entries)
+    return [dict(r, prompt=fit_row(r, "sft", tokenizer, cfg.token_budget).row["prompt"]) for r in rows]
+
+
+def compare_samples(entries: Sequence[Any], rows: Sequence[dict[str, Any]], **responses: list[str]) -> list[dict[str, Any]]:
+    """One record per row: setting, query, ground truth and each named response with its paper-scoring verdict."""
+    from .scoring import score_response
+
+    by_id = {e.entry_id: e for e in entries}
+    out = []
+    for i, r in enumerate(rows):
+        e = by_id[r["entry_id"]]
+        rec: dict[str, Any] = {"setting": r["setting"], "query": e.query, "ground truth": r["completion"][0]["content"]}
+        for name, resp in responses.items():
+            score = score_response(e, resp[i], "paper")
+            rec[name] = resp[i]
+            rec[f"{name} tool ok"] = bool(score.tool_correct)
+        out.append(rec)
+    return out
+
+
+def prepare_backend(requested: str = "auto") -> str:
+    """Select the backend and, for Unsloth, import it now (before anything imports trl/transformers/peft)."""
+    backend = select_backend(requested)
+    if backend == "unsloth":
+        from . import unsloth_backend
+
+        unsloth_backend.import_unsloth()
+    return backend
+
+
 # --- outputs --------------------------------------------------------------------------------------------------
 
 
@@ -518,6 +561,8 @@ class StageResult:
     out_dir: Path
     metrics: dict[str, Any]
     log_history: list[dict[str, Any]]
+    model: Any = field(default=None, repr=False)  # the trained PeftModel (DPO: still holds the frozen "ref" adapter)
+    tokenizer: Any = field(default=None, repr=False)
 
 
 def _fingerprint(run_cfg: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -534,7 +579,7 @@ def resume_point(ckpt_dir: Path, fingerprint: dict[str, Any], resume: bool) -> s
         last = get_last_checkpoint(str(ckpt_dir))
         if last:
             old = json.loads(meta.read_text()) if meta.is_file() else None
-            if old != _jsonable(fingerprint):
+            if old != json.loads(json.dumps(_jsonable(fingerprint))):  # compare as JSON (tuples become lists)
                 raise RuntimeError(
                     f"{ckpt_dir} holds checkpoints of a different run (config or data changed); "
                     "pass --no-resume (resume=False) to start over"
@@ -574,7 +619,8 @@ def _finish(trainer: Any, stage: str, out: Path, tokenizer: Any, run_cfg: dict[s
     plot_log_history(history, out / "loss.png", f"{stage.upper()} ({run_cfg['profile']}, {run_cfg['model']})")
     if not keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return StageResult(stage=stage, out_dir=out, metrics=metrics, log_history=history)
+    model.eval()
+    return StageResult(stage=stage, out_dir=out, metrics=metrics, log_history=history, model=model, tokenizer=tokenizer)
 
 
 def _device() -> str:
@@ -667,7 +713,10 @@ def train_sft(
         peft_config=peft_cfg,
         callbacks=[monitor, *(callbacks or [])],
     )
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        monitor.stop()
     return _finish(trainer, "sft", out, tok, run_cfg, prep, monitor, t_start,
                    {"resumed_from": resume_from, "torch_lm_head_fallback": lm_head_fallback}, keep_checkpoints)
 
@@ -771,7 +820,10 @@ def train_dpo(
     check = reference_check(trainer)
     if not check["equal"]:
         raise RuntimeError(f"policy and reference differ before DPO training: {check}")
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        monitor.stop()
     ref_after = adapter_state(trainer.accelerator.unwrap_model(trainer.model), REF_ADAPTER)
     ref_unchanged = all(bool((ref_before[k] == ref_after[k]).all()) for k in ref_before)
     if not ref_unchanged:

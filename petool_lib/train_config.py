@@ -30,6 +30,7 @@ class LoraSpec:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: str | tuple[str, ...] = "all-linear"
+    modules_to_save: tuple[str, ...] = ()  # extra fully-trained modules (PEFT's modules_to_save), e.g. ("norm",)
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,9 @@ PROFILES: dict[str, Profile] = {
         description="SmolLM2-135M on 2 CPU cores: rows trimmed to ~1k tokens, a subset of the data, "
         "minutes per stage",
         sft=StageConfig(learning_rate=3e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.1,
-                        token_budget=1024, max_examples=96, logging_steps=1, save_steps=5),
-        dpo=StageConfig(learning_rate=5e-5, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.1, beta=0.1,
-                        token_budget=1024, max_examples=32, logging_steps=1, save_steps=4),
+                        token_budget=1280, max_examples=48, logging_steps=1, save_steps=4),
+        dpo=StageConfig(learning_rate=5e-5, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.1, beta=0.1,
+                        token_budget=1280, max_examples=12, logging_steps=1, save_steps=2),
     ),
     "tiny": Profile(
         name="tiny",
@@ -220,8 +221,11 @@ def dpo_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "
 
 def lora_kwargs(spec: LoraSpec) -> dict[str, Any]:
     target = spec.target_modules if isinstance(spec.target_modules, str) else list(spec.target_modules)
-    return dict(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=target,
-                bias="none", task_type="CAUSAL_LM")
+    out = dict(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=target,
+               bias="none", task_type="CAUSAL_LM")
+    if spec.modules_to_save:
+        out["modules_to_save"] = list(spec.modules_to_save)
+    return out
 
 
 def lora_config(spec: LoraSpec) -> Any:

@@ -91,3 +91,34 @@ def test_select_subset_is_seeded_and_stable(official):
     assert [e.entry_id for e in a] == [e.entry_id for e in b]
     assert len(a) == 30 and {e.entry_id for e in a} != {e.entry_id for e in c}
     assert select_subset(official, None) == official
+
+
+def test_hub_fallback_when_nothing_local(official_path, tmp_path, monkeypatch):
+    """With no path, env or ../shared copy, the loader asks the HF hub (here a stand-in for hf_hub_download)."""
+    import zipfile
+
+    import huggingface_hub
+
+    import petool_lib.data as data
+
+    zpath = tmp_path / "user_entries_test.json.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(official_path, "user_entries_test.json")
+    asked = []
+
+    def fake_download(repo_id, filename, repo_type=None, **kw):
+        asked.append((repo_id, filename, repo_type))
+        if filename.endswith(".zip"):
+            return str(zpath)
+        raise FileNotFoundError(filename)
+
+    monkeypatch.delenv("PETOOLBENCH_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(data, "_default_locations", lambda: [tmp_path / "nowhere.json"])
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    path = data.find_test_file()
+    assert asked[0] == ("travisxu/PEToolBench", "user_entries_test.json", "dataset")
+    assert len(load_test_set(path)) == 1000
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="PETOOLBENCH_DIR"):
+        data.find_test_file()

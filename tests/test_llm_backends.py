@@ -165,7 +165,7 @@ def test_pipeline_with_openai_compatible_server(tmp_path: Path, monkeypatch: pyt
         monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
         cfg = SynthConfig(tools="sample", out=str(tmp_path / "a"), backend="openai", model="fake-4o-mini", train=6,
-                          test=3, cache_dir=str(tmp_path / "cache"), progress=False, concurrency=3)
+                          test=3, cache_dir=str(tmp_path / "cache"), progress=False, concurrency=3, embedding="tfidf")
         dry = synthesize(SynthConfig(**{**cfg.__dict__, "dry_run": True}))
         assert dry["llm_plan"]["total"]["uncached_calls"] == 120 and not srv.requests
         m = synthesize(cfg)
@@ -200,7 +200,7 @@ def test_offline_backend_never_calls() -> None:
 
 def test_hf_backend_tiny_model_falls_back_to_templates(tmp_path: Path) -> None:
     cfg = SynthConfig(tools="sample", out=str(tmp_path / "hf"), backend="hf", model="tiny", train=3, test=2,
-                      cache_dir=str(tmp_path / "cache"), progress=False, llm_limit=2)
+                      cache_dir=str(tmp_path / "cache"), progress=False, llm_limit=2, embedding="tfidf", llm_max_tokens=24)
     m = synthesize(cfg)
     u = m["llm"]["tool_understanding"]
     assert u["model"] + u["fallback"] == 2 and u["fallback"] >= 1  # the random tiny model writes no valid JSON

@@ -1,0 +1,250 @@
+"""Benchmark: this predictor (each mode) against a reference-style evaluation loop, same model, same machine, one run.
+
+The reference-style loop mirrors the authors' ``run_experiment.py``: one prompt at a time, the chat-templated text
+tokenized with right-side truncation at 4,000 tokens (which can cut the query), ``generate`` with sampling at
+temperature 0.1 and up to 256 new tokens, the response being the decoded output after the decoded prompt.
+
+CLI::
+
+    python -m petool_lib.bench --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
+
+Per phase: samples/s, wall time, peak RSS (sampled every 20 ms), Tool/Param Acc (paper and robust scoring), error
+taxonomy; ``speedup`` = samples/s relative to the reference loop. ``bench.json`` and the PNG are rewritten after every
+phase, so a long run leaves partial results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import psutil
+import torch
+from tqdm.auto import tqdm
+
+from .chat import end_of_turn_ids, make_messages
+from .data import SETTINGS, Entry, load_test_set
+from .decoding import MODES, DecodeConfig, HFBackend
+from .evaluate import score_rows
+from .predict import predict, select_entries, write_rows
+
+
+class PeakRSS:
+    """Context manager sampling this process's resident set size; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self.proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def bench_items(entries: Sequence[Entry], n: int, seed: int = 0) -> list[tuple[str, Entry]]:
+    """``n`` fixed prompts: a seeded subset of ceil(n/3) entries, in every setting, cut to ``n``."""
+    chosen = select_entries(entries, math.ceil(n / len(SETTINGS)), seed)
+    return [(s, e) for s in SETTINGS for e in chosen][:n]
+
+
+def reference_loop(
+    backend: HFBackend, items: Sequence[tuple[str, Entry]], max_length: int = 4000, max_new_tokens: int = 256,
+    temperature: float = 0.1, seed: int = 0, progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The reference evaluation's loop: one prompt at a time, right truncation, sampled ``generate``."""
+    model, tok = backend.model, backend.tokenizer
+    torch.manual_seed(seed)
+    rows = []
+    for s, e in tqdm(items, desc="reference loop", disable=not progress):
+        t0 = time.perf_counter()
+        prompt = tok.apply_chat_template(make_messages(e.prompts[s], e.query), tokenize=False,
+                                         add_generation_prompt=True)
+        inputs = tok(prompt, truncation=True, max_length=max_length, return_tensors="pt").to(backend.device)
+        truncated_text = tok.decode(inputs["input_ids"][0], skip_special_tokens=True)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                                 eos_token_id=end_of_turn_ids(tok), pad_token_id=backend.pad_id)
+        response = tok.decode(out[0], skip_special_tokens=True)[len(truncated_text):]
+        rows.append({"entry_id": e.entry_id, "setting": s, "response": response, "mode": "reference",
+                     "latency_s": round(time.perf_counter() - t0, 4), "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                     "truncated": bool(len(tok(prompt)["input_ids"]) > max_length),
+                     "new_tokens": int(out.shape[1] - inputs["input_ids"].shape[1])})
+    return rows
+
+
+def _scores(rows: list[dict[str, Any]], items: Sequence[tuple[str, Entry]]) -> dict[str, Any]:
+    """Tool/Param Acc and error counts over exactly the benchmark's (setting, entry) pairs (missing = wrong)."""
+    entries = list({e.entry_id: e for _, e in items}.values())
+    settings = sorted({s for s, _ in items}, key=SETTINGS.index)
+    want = {(s, e.entry_id) for s, e in items}
+    out: dict[str, Any] = {}
+    for scoring in ("paper", "robust"):
+        scored = [r for r in score_rows(entries, rows, settings, scoring) if (r["setting"], r["entry_id"]) in want]
+        n = len(scored)
+        out[scoring] = {
+            "n": n, "tool_acc": sum(r["tool_correct"] for r in scored) / n if n else 0.0,
+            "param_acc": sum(r["param_correct"] for r in scored) / n if n else 0.0,
+            "errors": dict(Counter(r["error"] for r in scored)),
+        }
+    return out
+
+
+def run_phase(fn: Callable[[], list[dict[str, Any]]], items: Sequence[tuple[str, Entry]]
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        rows = fn()
+        wall = time.perf_counter() - t0
+    res = {"n": len(rows), "wall_s": round(wall, 2), "samples_per_s": round(len(rows) / wall, 4) if wall else None,
+           "peak_rss_mb": round(mem.peak / 2**20, 1),
+           "mean_prompt_tokens": round(sum(r.get("prompt_tokens") or 0 for r in rows) / max(1, len(rows)), 1),
+           **_scores(rows, items)}
+    return res, rows
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = list(result["phases"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    sps = [result["phases"][p]["samples_per_s"] or 0 for p in phases]
+    colors = ["#999999" if p == "reference" else "#2a7ab9" for p in phases]
+    axes[0].bar(phases, sps, color=colors)
+    axes[0].set_title("samples / s (higher is better)")
+    for i, p in enumerate(phases):
+        sp = result.get("speedup", {}).get(p)
+        if sp:
+            axes[0].text(i, sps[i], f"{sp:.1f}x", ha="center", va="bottom")
+    width = 0.38
+    xs = range(len(phases))
+    for ax, scoring in ((axes[1], "paper"), (axes[2], "robust")):
+        ta = [100 * result["phases"][p][scoring]["tool_acc"] for p in phases]
+        pa = [100 * result["phases"][p][scoring]["param_acc"] for p in phases]
+        ax.bar([x - width / 2 for x in xs], ta, width, label="Tool Acc")
+        ax.bar([x + width / 2 for x in xs], pa, width, label="Param Acc")
+        ax.set_xticks(list(xs), phases)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"accuracy % ({scoring} scoring)")
+        ax.legend(fontsize=8)
+    cfg = result["config"]
+    fig.suptitle(f"{cfg['model']}: {cfg['n']} official prompts, {result['machine']['cpus']} CPU threads")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_bench(
+    out: str | os.PathLike[str], n: int = 30, model: str = "smollm2", modes: Sequence[str] = MODES,
+    max_prompt_tokens: int = 1536, test: str | None = None, seed: int = 0, reference: bool = True,
+    ref_max_new_tokens: int = 256, ref_max_length: int = 4000, dtype: str | None = None, progress: bool = True,
+    cfg: DecodeConfig | None = None,
+) -> dict[str, Any]:
+    out = Path(out)
+    png = out.with_suffix(".png")
+    rows_dir = out.parent / f"{out.stem}_rows"
+    entries = load_test_set(test)
+    items = bench_items(entries, n, seed)
+    chosen = list({e.entry_id: e for _, e in items}.values())
+    backend = HFBackend(model, dtype=dtype)
+    cfg = cfg or DecodeConfig()
+    result: dict[str, Any] = {
+        "config": {"model": model, "n": len(items), "seed": seed, "modes": list(modes),
+                   "max_prompt_tokens": max_prompt_tokens, "decode": cfg.__dict__, "dtype": str(backend.identity()["dtype"]),
+                   "reference": {"max_length": ref_max_length, "max_new_tokens": ref_max_new_tokens,
+                                 "temperature": 0.1, "do_sample": True, "truncation": "right"},
+                   "entry_ids": [e.entry_id for e in chosen]},
+        "machine": {"cpus": torch.get_num_threads(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+                    "torch": torch.__version__, "device": str(backend.device)},
+        "phases": {}, "speedup": {},
+    }
+
+    def save() -> None:
+        ref = result["phases"].get("reference")
+        if ref and ref["samples_per_s"]:
+            result["speedup"] = {p: round(v["samples_per_s"] / ref["samples_per_s"], 2)
+                                 for p, v in result["phases"].items() if v["samples_per_s"]}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        plot(result, png)
+
+    by_setting: dict[str, list[Entry]] = {}
+    for s, e in items:
+        by_setting.setdefault(s, []).append(e)
+
+    def ours(mode: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for s, es in by_setting.items():
+            rows += predict(es, backend, [s], mode, cfg, max_prompt_tokens, cache=None, progress=progress,
+                            desc=f"{mode} {s}")
+        return rows
+
+    phases: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [(m, (lambda m=m: ours(m))) for m in modes]
+    if reference:
+        phases.append(("reference", lambda: reference_loop(backend, items, ref_max_length, ref_max_new_tokens,
+                                                           seed=seed, progress=progress)))
+    for name, fn in phases:
+        res, rows = run_phase(fn, items)
+        result["phases"][name] = res
+        write_rows(rows, rows_dir / f"{name}.jsonl")
+        save()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="outputs/bench.json")
+    ap.add_argument("--n", type=int, default=30, help="number of fixed official prompts")
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma list of predictor modes to time")
+    ap.add_argument("--max-prompt-tokens", type=int, default=1536, help="predictor prompt budget")
+    ap.add_argument("--test", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
+    ap.add_argument("--ref-max-new-tokens", type=int, default=256)
+    ap.add_argument("--ref-max-length", type=int, default=4000)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in MODES:
+            ap.error(f"unknown mode {m!r}; expected {MODES}")
+    res = run_bench(args.out, args.n, args.model, modes, args.max_prompt_tokens, args.test, args.seed,
+                    not args.no_reference, args.ref_max_new_tokens, args.ref_max_length, args.dtype, not args.quiet)
+    for name, v in res["phases"].items():
+        print(f"{name:<12} {v['samples_per_s']:.3f} samples/s  speedup {res['speedup'].get(name, float('nan')):.2f}x  "
+              f"peak RSS {v['peak_rss_mb']:.0f} MB  Tool {100 * v['paper']['tool_acc']:.1f}%  "
+              f"Param {100 * v['paper']['param_acc']:.1f}% (paper)")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The openai backend against a real HTTP server on 127.0.0.1 (started by the test, bounded, stops by itself)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from petool_lib.data import SETTINGS, entry_from_dict
+from petool_lib.evaluate import evaluate_rows
+from petool_lib.openai_backend import OpenAIBackend
+from petool_lib.predict import main, predict
+from petool_lib.prompts import render_prompt
+
+TOOLS = [
+    {"tool_name": "<Search>.<Alpha>.<find>", "tool_description": "find things",
+     "required_parameters": [{"name": "q", "type": "STRING", "description": "query"}], "optional_parameters": []},
+    {"tool_name": "<Search>.<Beta>.<find>", "tool_description": "find things too",
+     "required_parameters": [{"name": "q", "type": "STRING", "description": "query"}], "optional_parameters": []},
+]
+GOOD = json.dumps({"tool_name": "<Search>.<Alpha>.<find>", "parameters": {"q": "cats"}})
+MAX_REQUESTS = 200  # the server refuses to serve more than this: no unbounded loops
+
+
+def make_entry(eid: int, query: str) -> dict:
+    hist = [{"instruction": "find dogs", "tool_call": {"tool_name": TOOLS[0]["tool_name"], "parameters": {"q": "dogs"}}}]
+    raw = {
+        "query": query, "apis_candidate": json.dumps(TOOLS),
+        "api_call_ground_truth": {"tool_name": TOOLS[0]["tool_name"], "parameters": {"q": "cats"}},
+        "api_ground_truth": {"category_name": "Search", "tool_name": "Alpha", "api_name": "find"},
+        "func": "1", "apis_same_func": [{"category_name": "Search", "tool_name": n, "api_name": "find"}
+                                          for n in ("Alpha", "Beta")],
+        "tool_comb": [], "num_tools_combined": "2", "history_length": 1, "entry_id": eid,
+    }
+    for s in SETTINGS:
+        items = [dict(h, rating=1) for h in hist] if s == "ratings" else hist
+        raw[f"instruction_{s}"] = render_prompt(s, items, TOOLS)
+    return raw
+
+
+class Server:
+    """A tiny chat-completions server whose behaviour depends on the user message's first word."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.total = 0
+        self.lock = threading.Lock()
+        self.delay = delay
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                query = body["messages"][-1]["content"]
+                word = query.split()[0]
+                with outer.lock:
+                    outer.total += 1
+                    outer.calls[query] += 1
+                    n = outer.calls[query]
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                    over = outer.total > MAX_REQUESTS
+                try:
+                    time.sleep(outer.delay)
+                    fast_retry = {"retry-after-ms": "10"}
+                    if over:
+                        self._send(400, b'{"error": {"message": "request budget exhausted"}}', {"x-should-retry": "false"})
+                    elif word == "RATE" and n == 1:
+                        self._send(429, b'{"error": {"message": "slow down", "type": "rate_limit"}}', fast_retry)
+                    elif word == "FAIL":
+                        self._send(500, b'{"error": {"message": "boom"}}', fast_retry)
+                    elif word == "MALFORMED":
+                        self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                                                    "model": body["model"]}).encode())
+                    elif word == "GARBAGE":
+                        self._send(200, b"this is not json")
+                    else:
+                        self._send(200, json.dumps({
+                            "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": GOOD}}],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                        }).encode())
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+QUERIES = ["OK find cats", "RATE find cats", "FAIL find cats", "MALFORMED find cats", "GARBAGE find cats",
+           "OK again cats", "OK more cats", "OK last cats"]
+
+
+@pytest.fixture()
+def entries():
+    return [entry_from_dict(make_entry(100 + i, q)) for i, q in enumerate(QUERIES)]
+
+
+def test_retries_failures_and_malformed_replies(entries, tmp_path):
+    with Server() as srv:
+        backend = OpenAIBackend("test-model", base_url=srv.url, api_key="k", concurrency=3, max_retries=2, timeout=10)
+        rows = predict(entries, backend, "preferred", "generate", cache=tmp_path / "c.jsonl", progress=False)
+        calls = dict(srv.calls)
+        max_in_flight = srv.max_in_flight
+    by_query = {e.query: r for e, r in zip(entries, rows)}
+    assert len(rows) == len(entries)  # nothing dropped
+    assert by_query["OK find cats"]["response"] == GOOD and by_query["OK find cats"]["error"] is None
+    assert by_query["RATE find cats"]["response"] == GOOD and by_query["RATE find cats"]["error"] is None
+    assert calls["RATE find cats"] == 2  # one 429, then success
+    fail = by_query["FAIL find cats"]
+    assert fail["response"] == "" and "500" in fail["error"]
+    assert calls["FAIL find cats"] == 3  # the first try + max_retries, then given up
+    for q in ("MALFORMED find cats", "GARBAGE find cats"):
+        assert by_query[q]["response"] == "" and by_query[q]["error"], by_query[q]
+    assert "MalformedReply" in by_query["MALFORMED find cats"]["error"]
+    assert 1 < max_in_flight <= 3  # concurrent, and bounded
+    summary = evaluate_rows(entries, rows, ["preferred"])["preferred"]
+    assert summary["n"] == len(entries)  # failures stay in the denominator
+    assert summary["tool_correct"] == 5 and summary["errors"]["invalid_format"] == 3
+
+
+def test_cache_resumes_and_retries_only_failures(entries, tmp_path):
+    cache = tmp_path / "c.jsonl"
+    with Server(delay=0.0) as srv:
+        backend = OpenAIBackend("test-model", base_url=srv.url, api_key="k", concurrency=2, max_retries=0, timeout=10)
+        first = predict(entries, backend, "preferred", "generate", cache=cache, progress=False)
+        before = srv.total
+        second = predict(entries, backend, "preferred", "generate", cache=cache, progress=False)
+        again = srv.total - before
+    failed = [e.query for e, r in zip(entries, first) if r["error"]]
+    assert sorted(failed) == ["FAIL find cats", "GARBAGE find cats", "MALFORMED find cats", "RATE find cats"]
+    assert again == len(failed)  # successes came from the cache; failed requests were tried again
+    rate = QUERIES.index("RATE find cats")
+    assert second[rate]["response"] == GOOD and second[rate]["error"] is None  # the retried 429 now succeeds
+    assert [r["response"] for i, r in enumerate(first) if i != rate] == [
+        r["response"] for i, r in enumerate(second) if i != rate]
+
+
+def test_cli_with_endpoint_from_environment(entries, tmp_path, monkeypatch):
+    test_file = tmp_path / "test.json"
+    test_file.write_text(json.dumps([e.to_dict() for e in entries]))
+    out = tmp_path / "pred.jsonl"
+    with Server(delay=0.0) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        code = main(["--test", str(test_file), "--backend", "openai", "--model", "m", "--mode", "generate",
+                     "--setting", "p,r", "--out", str(out), "--max-retries", "1", "--quiet"])
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 * len(entries)
+    assert {r["setting"] for r in rows} == {"preferred", "ratings"}
+    assert all(r["mode"] == "generate" and "latency_s" in r and "trimmed" in r for r in rows)
+    assert sum(1 for r in rows if r["error"]) == 6
+
+
+def test_openai_rejects_other_modes(entries):
+    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", api_key="k")
+    with pytest.raises(ValueError, match="only mode 'generate'"):
+        backend.run([], "rank")
