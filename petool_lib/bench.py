@@ -31,10 +31,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .chat import end_of_turn_ids, make_messages
-from .data import SETTINGS, Entry, load_test_set
+from .data import SETTINGS, Entry, load_test_set, select_subset
 from .decoding import MODES, DecodeConfig, HFBackend
 from .evaluate import score_rows
-from .predict import predict, select_entries, write_rows
+from .predict import predict, write_rows
 
 
 class PeakRSS:
@@ -65,7 +65,7 @@ class PeakRSS:
 
 def bench_items(entries: Sequence[Entry], n: int, seed: int = 0) -> list[tuple[str, Entry]]:
     """``n`` fixed prompts: a seeded subset of ceil(n/3) entries, in every setting, cut to ``n``."""
-    chosen = select_entries(entries, math.ceil(n / len(SETTINGS)), seed)
+    chosen = select_subset(entries, math.ceil(n / len(SETTINGS)), seed)
     return [(s, e) for s in SETTINGS for e in chosen][:n]
 
 

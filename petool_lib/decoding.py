@@ -6,19 +6,18 @@
   names, JSON values): invalid-format and hallucinated tools are impossible by construction.
 - ``rank``: one prefill of the shared prompt (plus the token prefix shared by every candidate), then the
   log-likelihood of each candidate's ``{"tool_name": "NAME"`` continuation on top of that KV cache (all candidates
-  in one batched forward over a copy of the cache), the best candidate chosen, and its parameters generated as in
-  ``constrained`` from the same cache.
+  in one forward over their token trie, with a tree attention mask), the best candidate chosen, and its parameters
+  generated as in ``constrained`` from the same cache.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from .chat import ChatPrompt, build_chat_prompt, end_of_turn_ids
 from .data import Entry
@@ -37,14 +36,12 @@ class DecodeConfig:
     max_value_chars: int = 128
     max_number_chars: int = 20
     rank_score: str = "sum"  # sum | mean of the candidate-name token log-probabilities
-    rank_chunk: int = 16  # candidates scored per batched forward
 
     def key(self, mode: str) -> dict[str, Any]:
         d = asdict(self)
         if mode == "generate":
             return {"max_new_tokens": d["max_new_tokens"]}
         d.pop("max_new_tokens")
-        d.pop("rank_chunk")
         if mode == "constrained":
             d.pop("rank_score")
         return d
@@ -178,7 +175,43 @@ class HFBackend:
             r["batch_size"] = len(items) if mode != "rank" else 1
         return results
 
+    def _forced_greedy(self, grammar: ToolCallGrammar, pending: list[int], cache: Any) -> tuple[list[int], int]:
+        """Greedy decoding inside ``grammar`` for one sequence, feeding each run of forced tokens in ONE forward.
+
+        ``pending`` are the tokens not yet in ``cache`` (a DynamicCache, possibly holding the prompt). Returns the
+        emitted tokens and how many forwards were run. Nothing is computed after the closing ``}}``.
+        """
+        emitted: list[int] = []
+        forwards = 0
+        budget = grammar.max_new_tokens()
+        while not grammar.done and len(emitted) <= budget:
+            out = self.model(input_ids=torch.tensor([pending], device=self.device), past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+            forwards += 1
+            scores = out.logits[0, -1].float()
+            allowed = grammar.allowed()
+            if isinstance(allowed, torch.Tensor):
+                n = min(allowed.shape[0], scores.shape[0])
+                masked = torch.full_like(scores, float("-inf"))
+                masked[:n] = torch.where(allowed[:n], scores[:n], masked[:n])
+                tok = int(torch.argmax(masked))
+            else:
+                tok = max(allowed, key=lambda t: float(scores[t]))
+            grammar.advance(tok)
+            forced = grammar.forced_prefix()
+            emitted += [tok] + forced
+            pending = [tok] + forced
+        return emitted, forwards
+
     def _constrained(self, items: Sequence[tuple[Entry, ChatPrompt]], cfg: DecodeConfig) -> list[dict[str, Any]]:
+        if len(items) == 1:  # no padding: the custom loop feeds forced runs at once
+            (entry, prompt), = items
+            grammar = self._grammar(entry, cfg)
+            prefix = grammar.forced_prefix()
+            with torch.inference_mode():
+                ids, forwards = self._forced_greedy(grammar, list(prompt.input_ids or []) + prefix, DynamicCache())
+            return [{"response": self._decode(prefix + ids), "new_tokens": len(ids), "forwards": forwards,
+                     "complete": grammar.done}]
         grammars = [self._grammar(e, cfg) for e, _ in items]
         prefixes = [g.forced_prefix() for g in grammars]  # e.g. {"tool_name": "< : prefilled, not decoded
         seqs = [list(p.input_ids) + pre for (_, p), pre in zip(items, prefixes)]
@@ -210,50 +243,69 @@ class HFBackend:
             out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
             cache = out.past_key_values
             first = torch.log_softmax(out.logits[0, -1].float(), -1)
-            scores: list[float] = [0.0] if len(tools) == 1 else []
-            for lo in range(0, len(tools) if len(tools) > 1 else 0, cfg.rank_chunk):
-                chunk = [s[shared:] for s in name_seqs[lo:lo + cfg.rank_chunk]]
-                scores.extend(self._score_suffixes(cache, len(prefix), first, chunk, cfg.rank_score))
+            scores: list[float] = [0.0] if len(tools) == 1 else self._score_suffixes(
+                cache, len(prefix), first, [s[shared:] for s in name_seqs], cfg.rank_score)
         best = max(range(len(tools)), key=lambda i: scores[i])
         grammar.select_tool(best)
         head = heads[best]
         response_ids = list(head)
         new_tokens = 0
+        forwards = 0
         if not grammar.done:
-            full = ids + head
-            proc = ToolCallLogitsProcessor([grammar], len(full))
-            gen = self._generate([full], grammar.max_new_tokens(), [proc], past_key_values=cache)[0]
+            with torch.inference_mode():
+                gen, forwards = self._forced_greedy(grammar, head[shared:], cache)
             response_ids += gen
             new_tokens = len(gen)
         order = sorted(range(len(tools)), key=lambda i: -scores[i])[:3]
         return {
-            "response": self._decode(response_ids), "new_tokens": new_tokens, "complete": grammar.done,
+            "response": self._decode(response_ids), "new_tokens": new_tokens, "forwards": 2 + forwards,
+            "complete": grammar.done,
             "rank_top": [[tools[i].name, round(scores[i], 4)] for i in order],
         }
 
     def _score_suffixes(self, cache: Any, past_len: int, first_logp: torch.Tensor, suffixes: list[list[int]],
                         how: str) -> list[float]:
-        """Log-likelihood of each suffix after the cached prefix (one batched forward on a copy of the cache)."""
+        """Log-likelihood of each suffix after the cached prefix, in ONE forward over a token tree.
+
+        The suffixes are merged into a trie (a token shared by several candidates is computed once) and flattened
+        into one sequence; a 4D attention mask lets each node see the cached prefix and its own ancestors only,
+        with position ids ``past_len + depth``. The cache is cropped back afterwards, so it is not copied.
+        """
+        nodes: list[tuple[int, int, int]] = []  # (token, parent node index or -1, depth)
+        index: dict[tuple[int, int], int] = {}
+        paths: list[list[int]] = []
+        for s in suffixes:
+            parent, path = -1, []
+            for depth, tok in enumerate(s):
+                key = (parent, tok)
+                if key not in index:
+                    index[key] = len(nodes)
+                    nodes.append((tok, parent, depth))
+                parent = index[key]
+                path.append(parent)
+            paths.append(path)
         totals = [float(first_logp[s[0]]) for s in suffixes]
-        rest = [s[:-1] for s in suffixes]  # inputs whose next-token predictions score s[1:]
-        width = max(len(r) for r in rest)
-        if width > 0:
-            n = len(suffixes)
-            batch_cache = copy.deepcopy(cache)
-            batch_cache.batch_repeat_interleave(n)
-            ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((n, past_len + width), dtype=torch.long)
-            mask[:, :past_len] = 1
-            for i, r in enumerate(rest):  # right padding after the shared prefix
-                if r:
-                    ids[i, :len(r)] = torch.tensor(r)
-                    mask[i, past_len:past_len + len(r)] = 1
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             past_key_values=batch_cache, use_cache=True)
-            logp = torch.log_softmax(out.logits.float(), -1)
-            for i, s in enumerate(suffixes):
+        # nodes that are some path's last token never need to be fed (nothing is predicted from them)
+        feed = sorted({p for path in paths for p in path[:-1]})
+        if feed:
+            pos = {n: i for i, n in enumerate(feed)}
+            q = len(feed)
+            allow = torch.zeros((q, past_len + q), dtype=torch.bool)
+            allow[:, :past_len] = True
+            for n in feed:
+                a = n
+                while a != -1:  # the node and its ancestors (all of them are fed: they precede a fed node)
+                    allow[pos[n], past_len + pos[a]] = True
+                    a = nodes[a][1]
+            ids = torch.tensor([[nodes[n][0] for n in feed]], device=self.device)
+            position_ids = torch.tensor([[past_len + nodes[n][2] for n in feed]], device=self.device)
+            out = self.model(input_ids=ids, attention_mask=allow[None, None].to(self.device), position_ids=position_ids,
+                             past_key_values=cache, use_cache=True)
+            cache.crop(-q)  # drop the tree tokens again
+            logp = torch.log_softmax(out.logits[0].float(), -1)
+            for i, (s, path) in enumerate(zip(suffixes, paths)):
                 for j in range(1, len(s)):
-                    totals[i] += float(logp[i, j - 1, s[j]])
+                    totals[i] += float(logp[pos[path[j - 1]], s[j]])
         if how == "mean":
             return [t / len(s) for t, s in zip(totals, suffixes)]
         if how != "sum":

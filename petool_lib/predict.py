@@ -9,7 +9,7 @@ CLI::
 Rows are the harness's prediction format (``entry_id``, ``setting``, ``response``) plus ``mode``, ``latency_s``,
 ``prompt_tokens``, ``trimmed`` / ``trimmed_items`` (oldest history items dropped to fit the budget),
 ``over_budget``, ``error`` and mode-specific extras. ``--limit N`` takes the same seeded subset of N entry ids for
-every setting and every model (:func:`select_entries`). Predictions are cached as they are made
+every setting and every model (:func:`petool_lib.data.select_subset`). Predictions are cached as they are made
 (:mod:`petool_lib.pred_cache`): an interrupted run continues where it stopped, and its final file equals an
 uninterrupted run's (apart from wall-clock ``latency_s``).
 """
@@ -19,26 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from .data import DataError, Entry, load_test_set, resolve_settings
+from .data import DataError, Entry, load_test_set, resolve_settings, select_subset
 from .decoding import MODES, DecodeConfig
 from .pred_cache import PredictionCache, cache_key, digest
-
-
-def select_entries(entries: Sequence[Entry], limit: int | None, seed: int = 0) -> list[Entry]:
-    """A fixed, seeded subset of ``limit`` entries (in test-set order); the same ids for every setting and model."""
-    entries = list(entries)
-    if not limit or limit >= len(entries):
-        return entries
-    ids = sorted(e.entry_id for e in entries)
-    chosen = set(random.Random(seed).sample(ids, int(limit)))
-    return [e for e in entries if e.entry_id in chosen]
 
 
 def make_backend(
@@ -148,6 +137,53 @@ def write_rows(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> P
     return p
 
 
+def speed_summary(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Wall time and per-row statistics of one prediction run (for the notebooks' speed tables).
+
+    ``mean_latency_s`` comes from the rows (measured when each was predicted, so it survives a resumed run);
+    ``seconds`` is this call's wall time (near zero when everything came from the cache).
+    """
+    n = len(rows)
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        return round(sum(vals) / len(vals), 2) if vals else None
+
+    return {
+        "n": n, "seconds": round(seconds, 1), "mean_latency_s": mean("latency_s"),
+        "mean_prompt_tokens": mean("prompt_tokens"), "mean_new_tokens": mean("new_tokens"),
+        "trimmed_share": round(sum(bool(r.get("trimmed")) for r in rows) / n, 3) if n else None,
+        "over_budget_share": round(sum(bool(r.get("over_budget")) for r in rows) / n, 3) if n else None,
+        "failed_requests": sum(1 for r in rows if r.get("error")),
+    }
+
+
+def evaluate_model(
+    run_dir: str | os.PathLike[str], label: str, backend: Any, test_sets: dict[str, Sequence[Entry]],
+    modes: Sequence[str], cfg: DecodeConfig | None = None, max_prompt_tokens: int | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Predict every test set in every mode (all settings) into ``<run>/predictions/<label>_<mode>_<testset>.jsonl``.
+
+    Returns ``{(testset, mode): {"rows", "path", "speed"}}``; each run resumes from
+    ``<run>/predictions/.cache/<label>_<mode>_<testset>.cache.jsonl``.
+    """
+    import time
+
+    pred_dir = Path(run_dir) / "predictions"
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for mode in modes:
+        for testset, entries in test_sets.items():
+            path = pred_dir / f"{label}_{mode}_{testset}.jsonl"
+            t0 = time.perf_counter()
+            rows = predict(entries, backend, "all", mode, cfg, max_prompt_tokens, cache=default_cache_path(path),
+                           progress=progress, desc=f"{label} {mode} {testset}")
+            seconds = time.perf_counter() - t0
+            write_rows(rows, path)
+            out[(testset, mode)] = {"rows": rows, "path": str(path), "speed": speed_summary(rows, seconds)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m petool_lib.predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
@@ -178,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:
-        entries = select_entries(load_test_set(args.test), args.limit, args.seed)
+        entries = select_subset(load_test_set(args.test), args.limit, args.seed)
         backend = make_backend(args.backend, args.model, args.adapter, args.dtype, args.concurrency,
                                args.max_retries, args.timeout, args.max_new_tokens, args.tokenizer)
         cfg = DecodeConfig(max_new_tokens=args.max_new_tokens, max_value_chars=args.max_value_chars,

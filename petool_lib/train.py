@@ -335,11 +335,16 @@ def _make_monitor() -> Any:
             self._tokens0 = state.num_input_tokens_seen
             self._step0 = state.global_step
             self._peak = psutil.Process().memory_info().rss
+            self._first: tuple[float, int] | None = None
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             self._stop.clear()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self._first is None:  # the first step carries one-off warm-up costs
+                self._first = (time.perf_counter(), state.num_input_tokens_seen)
 
         def stop(self) -> None:
             self._stop.set()
@@ -356,6 +361,9 @@ def _make_monitor() -> Any:
                 "steps_this_session": int(state.global_step - self._step0),
                 "input_tokens_this_session": tokens,
                 "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,
+                "tokens_per_s_after_first_step": (
+                    round((state.num_input_tokens_seen - self._first[1]) / (time.perf_counter() - self._first[0]), 1)
+                    if self._first is not None and state.global_step - self._step0 > 1 else None),
                 "peak_rss_mb": round(self._peak / 2**20, 1),
                 "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
             }
@@ -447,7 +455,7 @@ def preference_margins(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]
             - sequence_logps(model, tokenizer, r["prompt"], r["rejected"]) for r in rows]
 
 
-def generate(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], max_new_tokens: int = 96) -> list[str]:
+def generate(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], max_new_tokens: int = 64) -> list[str]:
     """Greedy completions of each row's prompt (chat template with generation prompt)."""
     import torch
 
@@ -476,11 +484,21 @@ def official_rows(entries: Sequence[Any], settings: Sequence[str] = ("preferred"
     return rows
 
 
-def sample_rows(entries: Sequence[Any], tokenizer: Any, cfg: StageConfig) -> list[dict[str, Any]]:
-    """Held-out rows for before/after generations: official entries, trimmed to the stage's token budget like the
-    training rows (too-long rows are kept whole), with their ``setting`` and ``entry_id``."""
-    rows = official_rows(entries)
-    return [dict(r, prompt=fit_row(r, "sft", tokenizer, cfg.token_budget).row["prompt"]) for r in rows]
+def sample_rows(entries: Sequence[Any], tokenizer: Any, cfg: StageConfig, n: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` held-out rows for before/after generations: official entries in a seeded order, settings cycled,
+    histories trimmed to the stage's token budget like the training rows; entries that cannot fit are passed over
+    (when fewer than ``n`` fit, the shortest of the rest fill up, whole)."""
+    order = list(entries)
+    random.Random(seed).shuffle(order)
+    chosen: list[dict[str, Any]] = []
+    spare: list[tuple[int, dict[str, Any]]] = []
+    for row in official_rows(order):
+        if len(chosen) >= n:
+            break
+        res = fit_row(row, "sft", tokenizer, cfg.token_budget)
+        (chosen.append(res.row) if res.fits else spare.append((res.tokens, res.row)))
+    chosen += [r for _, r in sorted(spare, key=lambda x: x[0])][: n - len(chosen)]
+    return chosen
 
 
 def compare_samples(entries: Sequence[Any], rows: Sequence[dict[str, Any]], **responses: list[str]) -> list[dict[str, Any]]:
@@ -498,6 +516,17 @@ def compare_samples(entries: Sequence[Any], rows: Sequence[dict[str, Any]], **re
             rec[f"{name} tool ok"] = bool(score.tool_correct)
         out.append(rec)
     return out
+
+
+def free_memory() -> None:
+    """Collect garbage and empty the CUDA cache (between a sample model and training on a GPU)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def prepare_backend(requested: str = "auto") -> str:
@@ -563,6 +592,7 @@ class StageResult:
     log_history: list[dict[str, Any]]
     model: Any = field(default=None, repr=False)  # the trained PeftModel (DPO: still holds the frozen "ref" adapter)
     tokenizer: Any = field(default=None, repr=False)
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the prepared training rows, in order
 
 
 def _fingerprint(run_cfg: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -592,7 +622,8 @@ def resume_point(ckpt_dir: Path, fingerprint: dict[str, Any], resume: bool) -> s
 
 
 def _finish(trainer: Any, stage: str, out: Path, tokenizer: Any, run_cfg: dict[str, Any], prep: PrepStats,
-            monitor: Any, t_start: float, extra: dict[str, Any], keep_checkpoints: bool) -> StageResult:
+            monitor: Any, t_start: float, extra: dict[str, Any], keep_checkpoints: bool,
+            rows: list[dict[str, Any]]) -> StageResult:
     model = trainer.accelerator.unwrap_model(trainer.model)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), selected_adapters=[POLICY_ADAPTER])
@@ -620,7 +651,8 @@ def _finish(trainer: Any, stage: str, out: Path, tokenizer: Any, run_cfg: dict[s
     if not keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     model.eval()
-    return StageResult(stage=stage, out_dir=out, metrics=metrics, log_history=history, model=model, tokenizer=tokenizer)
+    return StageResult(stage=stage, out_dir=out, metrics=metrics, log_history=history, model=model, tokenizer=tokenizer,
+                       rows=rows)
 
 
 def _device() -> str:
@@ -637,8 +669,10 @@ def _load_hf_base(path: str, device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = (torch.bfloat16 if _bf16(device) else torch.float16) if device == "cuda" else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    if device == "cuda":  # device_map also places pre-quantized (bitsandbytes) checkpoints, which .to() cannot move
+        dtype = torch.bfloat16 if _bf16(device) else torch.float16
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": 0})
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
 def _load_tokenizer(path: str) -> Any:
@@ -718,7 +752,7 @@ def train_sft(
     finally:
         monitor.stop()
     return _finish(trainer, "sft", out, tok, run_cfg, prep, monitor, t_start,
-                   {"resumed_from": resume_from, "torch_lm_head_fallback": lm_head_fallback}, keep_checkpoints)
+                   {"resumed_from": resume_from, "torch_lm_head_fallback": lm_head_fallback}, keep_checkpoints, rows)
 
 
 def _dpo_trainer_class() -> type:
@@ -832,7 +866,7 @@ def train_dpo(
                    {"resumed_from": resume_from, "step0_reference_check": check,
                     "reference_unchanged": ref_unchanged, "beta": cfg.beta, "loss_type": cfg.loss_type,
                     "torch_lm_head_fallback": lm_head_fallback},
-                   keep_checkpoints)
+                   keep_checkpoints, rows)
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------

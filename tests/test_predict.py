@@ -19,7 +19,8 @@ from petool_lib.decoding import DecodeConfig, HFBackend, common_prefix
 from petool_lib.evaluate import evaluate_rows
 from petool_lib.grammar import ToolCallGrammar, name_text, tool_keys, vocab_index
 from petool_lib.pred_cache import adapter_hash, cache_key, model_fingerprint
-from petool_lib.predict import main, predict, select_entries
+from petool_lib.data import select_subset
+from petool_lib.predict import main, predict
 from petool_lib.prompts import FORMAT_TEXT, parse_prompt
 from petool_lib.scoring import parse_paper, parse_robust
 
@@ -45,12 +46,12 @@ def tiny():
 
 
 def test_select_entries_is_seeded_and_shared(test_set):
-    a = select_entries(test_set, 30, seed=0)
-    b = select_entries(list(reversed(test_set)), 30, seed=0)
+    a = select_subset(test_set, 30, seed=0)
+    b = select_subset(list(reversed(test_set)), 30, seed=0)
     assert len(a) == 30 and {e.entry_id for e in a} == {e.entry_id for e in b}
     assert [e.entry_id for e in a] == [e.entry_id for e in test_set if e.entry_id in {x.entry_id for x in a}]
-    assert {e.entry_id for e in select_entries(test_set, 30, seed=1)} != {e.entry_id for e in a}
-    assert select_entries(test_set, None) == test_set and select_entries(test_set[:5], 10) == test_set[:5]
+    assert {e.entry_id for e in select_subset(test_set, 30, seed=1)} != {e.entry_id for e in a}
+    assert select_subset(test_set, None) == test_set and select_subset(test_set[:5], 10) == test_set[:5]
 
 
 def test_trimming_drops_oldest_history_only(test_set, tiny):
@@ -208,7 +209,7 @@ def test_cli_writes_rows_with_metadata(small, tmp_path):
     assert main(args) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 3 and {r["setting"] for r in rows} == {"chronological"}
-    ids = {e.entry_id for e in select_entries(small, 3)}
+    ids = {e.entry_id for e in select_subset(small, 3)}
     assert {r["entry_id"] for r in rows} == ids
     for r in rows:
         assert r["mode"] == "rank" and isinstance(r["latency_s"], float) and r["prompt_tokens"] > 0

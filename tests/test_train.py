@@ -317,3 +317,21 @@ def test_cli_tiny_and_unsloth_error(data_dir: Path, tmp_path: Path, capsys: pyte
     rc = T.main(["dpo", "--data", str(data_dir), "--model", "tiny", "--adapter", str(tmp_path / "nope"),
                  "--out", str(tmp_path), "--profile", "tiny", "--backend", "hf"])
     assert rc == 2 and "not a PEFT adapter directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smollm2_cpu_profile_smoke(data_dir: Path, tmp_path: Path) -> None:
+    """The real embedded model through both stages on the cpu profile settings (a few steps)."""
+    from petool_lib.models import load_model
+
+    sft = T.train_sft(data_dir, model="smollm2", out=tmp_path / "sft", profile="cpu", backend="hf", max_steps=2,
+                      overrides={"max_examples": 8})
+    assert sft.metrics["steps"] == 2 and sft.metrics["first_loss"] < 3  # an instruct model already half-knows JSON
+    dpo = T.train_dpo(data_dir, adapter=tmp_path / "sft", model="smollm2", out=tmp_path / "dpo", profile="cpu",
+                      backend="hf", max_steps=1, overrides={"max_examples": 2})
+    assert dpo.metrics["step0_reference_check"]["equal"] and dpo.metrics["reference_unchanged"]
+    model, tok = load_model("smollm2", adapter=str(tmp_path / "dpo"))
+    ids = tok("<|im_start|>user\nhello<|im_end|>\n", return_tensors="pt")["input_ids"]
+    dpo.model.set_adapter("default")
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, dpo.model(input_ids=ids).logits)
