@@ -120,6 +120,7 @@ def run_phase(fn: Callable[[], list[dict[str, Any]]], items: Sequence[tuple[str,
     res = {"n": len(rows), "wall_s": round(wall, 2), "samples_per_s": round(len(rows) / wall, 4) if wall else None,
            "peak_rss_mb": round(mem.peak / 2**20, 1),
            "mean_prompt_tokens": round(sum(r.get("prompt_tokens") or 0 for r in rows) / max(1, len(rows)), 1),
+           "failed": sum(1 for r in rows if r.get("error")),  # e.g. prompts beyond the context window (scored wrong)
            **_scores(rows, items)}
     return res, rows
 

@@ -26,6 +26,7 @@ from .models import load_model, resolve_model
 from .pred_cache import adapter_hash, model_fingerprint
 
 MODES = ("generate", "constrained", "rank")
+CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt against the context window
 
 
 @dataclass
@@ -93,6 +94,9 @@ class HFBackend:
         self.adapter = adapter
         self.dtype = dtype or "default"
         self.model, self.tokenizer = load_model(model, adapter=adapter, dtype=torch_dtype, device=device)
+        if adapter and hasattr(self.model, "merge_and_unload"):
+            self.model = self.model.merge_and_unload()  # LoRA folded into the weights: same function, faster
+            self.model.eval()
         self.device = next(self.model.parameters()).device
         self.eos_ids = end_of_turn_ids(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
@@ -133,14 +137,15 @@ class HFBackend:
             mask[i, width - len(s):] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _generate(self, seqs: Sequence[Sequence[int]], max_new_tokens: int, processors: list[Any] | None = None,
-                  past_key_values: Any = None) -> list[list[int]]:
+    def _generate(self, seqs: Sequence[Sequence[int]], max_new_tokens: int,
+                  processors: list[Any] | None = None) -> list[list[int]]:
+        """Batched greedy ``model.generate`` (left padding); new tokens per row, cut at the end of turn."""
         ids, mask = self._batch(seqs)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                 temperature=None, top_p=None, top_k=None, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
-                logits_processor=LogitsProcessorList(processors or []), past_key_values=past_key_values,
+                logits_processor=LogitsProcessorList(processors or []),
             )
         new = out[:, ids.shape[1]:].tolist()
         result = []
@@ -161,6 +166,22 @@ class HFBackend:
         """Predict one batch; returns per item ``{"response", "latency_s", ...extra}``."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        window = self.context_window()
+        too_long = [i for i, (_, p) in enumerate(items)
+                    if window and (p.prompt_tokens or 0) > window - CONTEXT_MARGIN]
+        if too_long:  # the model cannot read them: failed rows (scored wrong), never truncated or dropped
+            keep = [i for i in range(len(items)) if i not in too_long]
+            done = self.run([items[i] for i in keep], mode, cfg) if keep else []
+            out: list[dict[str, Any]] = []
+            for i in range(len(items)):
+                if i in too_long:
+                    n = items[i][1].prompt_tokens
+                    out.append({"response": "", "latency_s": 0.0, "batch_size": 1, "error":
+                                f"prompt of {n} tokens exceeds the model's context window ({window}) "
+                                f"even with every history item dropped"})
+                else:
+                    out.append(done.pop(0))
+            return out
         t0 = time.perf_counter()
         if mode == "generate":
             outs = self._generate([p.input_ids for _, p in items], cfg.max_new_tokens)

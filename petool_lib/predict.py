@@ -154,7 +154,7 @@ def speed_summary(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, A
         "mean_prompt_tokens": mean("prompt_tokens"), "mean_new_tokens": mean("new_tokens"),
         "trimmed_share": round(sum(bool(r.get("trimmed")) for r in rows) / n, 3) if n else None,
         "over_budget_share": round(sum(bool(r.get("over_budget")) for r in rows) / n, 3) if n else None,
-        "failed_requests": sum(1 for r in rows if r.get("error")),
+        "failed": sum(1 for r in rows if r.get("error")),
     }
 
 
@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(evaluate_rows(entries, rows, resolve_settings(args.setting)), f"{args.out} (paper scoring)"))
     failed = sum(1 for r in rows if r.get("error"))
     if failed:
-        print(f"{failed} request(s) failed: written with an empty response and their error (scored as wrong)")
+        print(f"{failed} prediction(s) failed (endpoint error, or a prompt beyond the context window): written "
+              f"with an empty response and their error, scored as wrong")
     return 0
 
 

@@ -217,3 +217,15 @@ def test_cli_writes_rows_with_metadata(small, tmp_path):
     assert (tmp_path / ".cache" / "p.cache.jsonl").is_file()
     assert main(args) == 0  # rerun: everything from the cache, same file
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
+
+
+def test_prompt_beyond_context_window_is_a_failed_row(small, tiny, monkeypatch):
+    """A prompt the model cannot read (even with no history) is written as a failure, never truncated or dropped."""
+    monkeypatch.setattr(tiny, "context_window", lambda: 1200)
+    rows = predict(small[:2], tiny, ["preferred"], "rank", DecodeConfig(max_value_chars=8), BUDGET, progress=False)
+    assert len(rows) == 2
+    for r in rows:
+        assert r["prompt_tokens"] > 1200 - 64
+        assert r["response"] == "" and "context window" in r["error"]
+    summary = evaluate_rows(small[:2], rows, ["preferred"])["preferred"]
+    assert summary["n"] == 2 and summary["tool_correct"] == 0 and summary["errors"]["invalid_format"] == 2
