@@ -28,7 +28,7 @@ from .runs import run_path
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "petool"
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "gguf", "sentence-transformers",
-            "papermill", "openai", "lm-format-enforcer", "numpy", "pandas", "matplotlib", "unsloth")
+            "papermill", "openai", "numpy", "pandas", "matplotlib", "unsloth")
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
