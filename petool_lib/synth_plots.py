@@ -15,16 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .data import SETTINGS, Entry  # noqa: E402
+from .plots import _save  # noqa: E402
 from .prompts import parse_prompt  # noqa: E402
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _shares(dist: dict[str, int]) -> dict[int, float]:
