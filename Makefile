@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 PROFILE ?= cpu
 RUN    ?= $(PROFILE)
 STAMP  := $(VENV)/.petool-installed
+BENCH_N ?= 30
 
 .PHONY: help venv kernel reproduce test test-slow bench bench-train lint-notebooks clean-outputs
 
@@ -12,7 +13,7 @@ help:
 	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/"
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
-	@echo "make bench       predictor vs reference-style loop -> outputs/bench.json"
+	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -38,7 +39,7 @@ test-slow: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: venv
-	$(BIN)/python -m petool_lib.bench --out outputs/bench.json
+	$(BIN)/python -m petool_lib.bench --out outputs/bench.json --n $(BENCH_N)
 
 bench-train: venv
 	$(BIN)/python -m petool_lib.bench_train --out outputs/bench_train.json

@@ -158,7 +158,7 @@ def evaluate_rows(
 
 def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
     """A readable fixed-width table of a per-setting summary."""
-    cats = [c for c in (*ERROR_CATEGORIES, "missing") if any(v["errors"].get(c) for v in summary.values())]
+    cats = [c for c in ERROR_CATEGORIES if any(v["errors"].get(c) for v in summary.values())]  # "missing" has its column
     head = f"{'setting':<14}{'n':>6}{'Tool Acc':>10}{'Param Acc':>11}{'missing':>9}  " + "  ".join(cats)
     lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
     for s, v in summary.items():

@@ -53,12 +53,10 @@ def _convert_smollm2(out: Path) -> Path:
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings
     if missing or unexpected:
         raise RuntimeError(f"SmolLM2 conversion mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model.generation_config.pad_token_id = tok.pad_token_id
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    _fix_special_tokens(tmp)
     tmp.rename(out)
     return out
 
@@ -80,6 +78,38 @@ def _build_tiny(out: Path, seed: int = 0) -> Path:
     tok.save_pretrained(tmp)
     tmp.rename(out)
     return out
+
+
+END_OF_TURN = "<|im_end|>"
+
+
+def _rewrite_json(path: Path, update: dict[str, Any]) -> None:
+    import json
+
+    data = json.loads(path.read_text())
+    if all(data.get(k) == v for k, v in update.items()):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data | update, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _fix_special_tokens(out: Path) -> None:
+    """The GGUF's tokenizer metadata reads back with EOS = PAD = ``<|im_start|>``; SmolLM2-Instruct's turns end with
+    ``<|im_end|>`` (as in its HF release: eos = pad = ``<|im_end|>``). Set that in the tokenizer and model configs."""
+    import json
+
+    tok_cfg = out / "tokenizer_config.json"
+    if not tok_cfg.is_file():
+        return
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    if END_OF_TURN not in vocab:
+        return
+    eot = int(vocab[END_OF_TURN])
+    _rewrite_json(tok_cfg, {"eos_token": END_OF_TURN, "pad_token": END_OF_TURN, "eos_token_id": eot, "pad_token_id": eot})
+    for name in ("config.json", "generation_config.json"):
+        if (out / name).is_file():
+            _rewrite_json(out / name, {"eos_token_id": eot, "pad_token_id": eot})
 
 
 def _drop_stale_quantization_config(out: Path) -> None:
@@ -105,6 +135,7 @@ def resolve_model(name: str) -> str:
             shutil.rmtree(out.with_name(out.name + ".tmp"), ignore_errors=True)
             (_convert_smollm2 if name == "smollm2" else _build_tiny)(out)
         _drop_stale_quantization_config(out)
+        _fix_special_tokens(out)  # caches converted before the fix
         return str(out)
     return name
 

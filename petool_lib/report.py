@@ -66,8 +66,15 @@ def published_table() -> pd.DataFrame:
 def _markdown(df: pd.DataFrame) -> str:
     cols = ["method", *map(str, df.columns)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    def cell(col: str, v: Any) -> str:
+        if pd.isna(v):
+            return ""
+        if col.startswith("n ") and float(v).is_integer():
+            return str(int(v))  # counts stay integers after the concat with the (NaN) published rows
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
     for idx, row in df.iterrows():
-        cells = ["" if pd.isna(v) else (f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row.tolist()]
+        cells = [cell(str(c), v) for c, v in zip(df.columns, row.tolist())]
         lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
 

@@ -81,6 +81,24 @@ def ensure_kernel() -> str:
     return name
 
 
+def notebook_parameters(nb: Path) -> set[str]:
+    """The names a notebook's ``parameters`` cell declares, as papermill parses them."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(nb)))
+
+
+def split_parameters(params: dict[str, Any], nbs: list[Path], profile: str | Path) -> dict[Path, dict[str, Any]]:
+    """Each notebook gets the profile keys it declares; a key that no notebook declares is a typo: error."""
+    declared = {nb: notebook_parameters(nb) for nb in nbs}
+    known = set().union(*declared.values())
+    unknown = sorted(set(params) - known)
+    if unknown and len(nbs) == len(notebooks()):
+        raise ValueError(f"{profile}: no notebook declares the parameter(s) {unknown}; "
+                         f"known: {sorted(known)}")
+    return {nb: {k: v for k, v in params.items() if k in names} for nb, names in declared.items()}
+
+
 def reproduce(profile: str | Path, run: str | None = None, only: list[str] | None = None,
               kernel: str | None = None, progress: bool = True) -> Path:
     """Execute the notebooks; return the run directory. Raises on the first failing notebook."""
@@ -103,13 +121,14 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
     nbs = notebooks(only)
     if not nbs:
         raise FileNotFoundError(f"no notebooks to run in {NOTEBOOK_DIR} (only={only})")
+    per_notebook = split_parameters(params, nbs, profile)
     for nb in nbs:
         t0 = time.perf_counter()
         manifest["stages"][nb.stem] = {"status": "running"}
         manifest_path.write_text(json.dumps(manifest, indent=2))
         print(f"== {nb.name} -> {out_dir / nb.name}", flush=True)
         try:
-            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel,
+            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=per_notebook[nb], kernel_name=kernel,
                                 cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
         except Exception as exc:
             manifest["stages"][nb.stem] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),

@@ -6,7 +6,7 @@ Three profiles:
   batch 2×8, warmup 0.1, cosine, cutoff 4,096; DPO LoRA rank 8, sigmoid loss, beta 0.1, lr 5e-6, 1 epoch,
   batch 1×32.
 * ``cpu`` — SmolLM2-135M on 2 CPU cores: histories trimmed so that every row fits 1,280 tokens (rows that cannot
-  are skipped and counted), 32 SFT rows and 6 DPO pairs, bf16 autocast; minutes per stage.
+  are skipped and counted), 64 SFT rows and 10 DPO pairs, bf16 autocast; minutes per stage.
 * ``tiny`` — the random tiny LLaMA used by the tests (seconds).
 
 Nothing here imports torch, TRL or PEFT at module level: the Unsloth path must import ``unsloth`` first.
@@ -107,15 +107,16 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="SmolLM2-135M on 2 CPU cores: rows trimmed to 1,280 tokens, 32 SFT rows / 6 DPO pairs, "
+        description="SmolLM2-135M on 2 CPU cores: rows trimmed to 1,280 tokens, 64 SFT rows / 10 DPO pairs, "
         "bf16 autocast, minutes per stage",
-        # measured (contended 2 cores): SFT ~110 input tokens/s, DPO ~33; warmup 0 because with 8 / 3 steps a
-        # warmup step would run at lr 0. token_budget 1280: the synthesized prompts with an EMPTY history are
+        # measured (quiet 2 cores): SFT ~210 input tokens/s (~6 s per row), DPO ~160 (~16 s per pair incl. the
+        # reference pass); warmup 0 because with 16 / 5 steps a warmup step would run at lr 0.
+        # token_budget 1280: the synthesized prompts with an EMPTY history are
         # >= ~1,010 tokens (10 candidate tool docs), so ~1k is the floor; ~20% of rows fit 1280, the rest are skipped
         sft=StageConfig(learning_rate=3e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0,
-                        token_budget=1280, max_examples=32, logging_steps=1, save_steps=4, bf16=True),
+                        token_budget=1280, max_examples=64, logging_steps=1, save_steps=4, bf16=True),
         dpo=StageConfig(learning_rate=5e-5, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
-                        token_budget=1280, max_examples=6, logging_steps=1, save_steps=2, bf16=True),
+                        token_budget=1280, max_examples=10, logging_steps=1, save_steps=2, bf16=True),
     ),
     "tiny": Profile(
         name="tiny",

@@ -30,6 +30,21 @@ def test_committed_clean_with_parameters_cell(path):
     assert r.returncode == 0, f"{path.name} is not nbstripout-clean: run `nbstripout notebooks/*.ipynb`"
 
 
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill skips (and then calls 'unknown') any parameter line with a second '=' (e.g. in its comment)."""
+    import ast
+
+    import papermill
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    declared = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    seen = set(papermill.inspect_notebook(str(path)))
+    assert declared == seen, f"{path.name}: papermill cannot parse {sorted(declared - seen)}"
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reproduce") / "tiny"
@@ -65,3 +80,21 @@ def test_failing_notebook_fails_loudly(tmp_path, monkeypatch):
         rp.reproduce(REPO / "configs" / "tiny.yaml", str(tmp_path / "run"), progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed at 01_bad.ipynb" and manifest["stages"]["01_bad"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "paper"])
+def test_profiles_only_hold_parameters_some_notebook_declares(name):
+    from petool_lib.reproduce import load_profile, split_parameters
+
+    params = load_profile(REPO / "configs" / f"{name}.yaml") | {"run_dir": "x"}
+    per_nb = split_parameters(params, notebooks(), f"{name}.yaml")
+    assert set().union(*map(set, per_nb.values())) == set(params)
+    assert per_nb[notebooks()[0]]["synth_train"] == params["synth_train"]
+    assert "synth_train" not in per_nb[notebooks()[4]]  # 05 is not handed 01's parameters
+
+
+def test_a_misspelt_profile_key_is_an_error_naming_it(tmp_path):
+    profile = tmp_path / "typo.yaml"
+    profile.write_text("profile: tiny\neval_limt: 3\n")
+    with pytest.raises(ValueError, match=r"typo\.yaml.*eval_limt"):
+        reproduce(profile, str(tmp_path / "run"), kernel="python3", progress=False)

@@ -19,3 +19,4 @@ def test_results_table_and_readme(tmp_path):
     text = readme.read_text()
     assert "old" not in text and "| baseline-history | 60.0 | 50.0 |" in text and "GPT-4o (paper)" in text
     assert text.startswith("intro\n") and text.endswith("rest\n")
+    assert "| baseline-history | 60.0 | 50.0 | 60.0 | 50.0 | 60.0 | 50.0 | 10 |" in text  # n stays an integer

@@ -1,0 +1,37 @@
+"""Model registry: the converted SmolLM2 / tiny directories end turns with <|im_end|>, like SmolLM2's HF release."""
+
+import json
+import shutil
+
+from transformers import AutoTokenizer
+
+from petool_lib.chat import end_of_turn_ids
+from petool_lib.models import _fix_special_tokens, resolve_model
+
+
+def test_tiny_tokenizer_ends_turns_with_im_end():
+    path = resolve_model("tiny")
+    tok = AutoTokenizer.from_pretrained(path)
+    assert tok.eos_token == tok.pad_token == "<|im_end|>"
+    assert tok.convert_ids_to_tokens(end_of_turn_ids(tok))[0] == "<|im_end|>"
+    assert "<|im_start|>" not in tok.convert_ids_to_tokens(end_of_turn_ids(tok))
+    assert json.loads(open(f"{path}/config.json").read())["eos_token_id"] == tok.eos_token_id
+
+
+def test_caches_converted_before_the_fix_are_repaired(tmp_path):
+    src = resolve_model("tiny")
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"):
+        shutil.copy(f"{src}/{name}", old / name)
+    start = AutoTokenizer.from_pretrained(src).convert_tokens_to_ids("<|im_start|>")
+    for name, upd in (("tokenizer_config.json", {"eos_token": "<|im_start|>", "pad_token": "<|im_start|>",
+                                                 "eos_token_id": start, "pad_token_id": start}),
+                      ("config.json", {"eos_token_id": start, "pad_token_id": start})):
+        data = json.loads((old / name).read_text()) | upd
+        (old / name).write_text(json.dumps(data))
+    assert AutoTokenizer.from_pretrained(old).eos_token == "<|im_start|>"
+    _fix_special_tokens(old)
+    tok = AutoTokenizer.from_pretrained(old)
+    assert tok.eos_token == tok.pad_token == "<|im_end|>"
+    assert json.loads((old / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
