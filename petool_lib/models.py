@@ -81,6 +81,7 @@ def _build_tiny(out: Path, seed: int = 0) -> Path:
 
 
 END_OF_TURN = "<|im_end|>"
+PAD = "<|endoftext|>"
 
 
 def _rewrite_json(path: Path, update: dict[str, Any]) -> None:
@@ -95,21 +96,23 @@ def _rewrite_json(path: Path, update: dict[str, Any]) -> None:
 
 
 def _fix_special_tokens(out: Path) -> None:
-    """The GGUF's tokenizer metadata reads back with EOS = PAD = ``<|im_start|>``; SmolLM2-Instruct's turns end with
-    ``<|im_end|>`` (as in its HF release: eos = pad = ``<|im_end|>``). Set that in the tokenizer and model configs."""
+    """The GGUF's tokenizer metadata reads back with EOS = PAD = ``<|im_start|>``, but SmolLM2-Instruct's turns end
+    with ``<|im_end|>``: make that the EOS in the tokenizer and model configs. PAD becomes ``<|endoftext|>``, a token
+    the chat never uses: a freshly initialised model (``tiny``) zeroes its PAD embedding (``padding_idx``), and with
+    tied embeddings a zero ``<|im_end|>`` row could never be predicted."""
     import json
 
     tok_cfg = out / "tokenizer_config.json"
     if not tok_cfg.is_file():
         return
     vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
-    if END_OF_TURN not in vocab:
+    if END_OF_TURN not in vocab or PAD not in vocab:
         return
-    eot = int(vocab[END_OF_TURN])
-    _rewrite_json(tok_cfg, {"eos_token": END_OF_TURN, "pad_token": END_OF_TURN, "eos_token_id": eot, "pad_token_id": eot})
+    eot, pad = int(vocab[END_OF_TURN]), int(vocab[PAD])
+    _rewrite_json(tok_cfg, {"eos_token": END_OF_TURN, "pad_token": PAD, "eos_token_id": eot, "pad_token_id": pad})
     for name in ("config.json", "generation_config.json"):
         if (out / name).is_file():
-            _rewrite_json(out / name, {"eos_token_id": eot, "pad_token_id": eot})
+            _rewrite_json(out / name, {"eos_token_id": eot, "pad_token_id": pad})
 
 
 def _drop_stale_quantization_config(out: Path) -> None:

@@ -108,21 +108,26 @@ def predict(
             results = backend.run([(work[i][1], prompts[i]) for i in todo], mode, cfg)
             new = []
             for i, res in zip(todo, results):
-                s, e = work[i]
-                p = prompts[i]
                 row = {
-                    "entry_id": e.entry_id, "setting": s, "response": res.get("response") or "", "mode": mode,
+                    **_identity(work[i], prompts[i]), "response": res.get("response") or "", "mode": mode,
                     "backend": identity.get("backend"), "model": model_label,
                     "adapter": str(adapter) if adapter else None, "latency_s": res.get("latency_s"),
-                    "prompt_tokens": p.prompt_tokens, "trimmed": p.trimmed, "trimmed_items": p.trimmed_items,
-                    "over_budget": p.over_budget, "error": res.get("error"),
+                    "error": res.get("error"),
                 }
                 row.update({k: v for k, v in res.items() if k not in row and k != "latency_s"})
                 new.append((keys[i], row))
             store.put_many(new)
         bar.update(len(batch))
     bar.close()
-    return [store.get(k) for k in keys]  # type: ignore[misc]
+    # Two work items can send the model the same input (e.g. entries that share query and candidates once their
+    # histories are trimmed away): one cached output, but every row keeps its own entry, setting and trimming.
+    return [{**store.get(k), **_identity(work[i], prompts[i])} for i, k in enumerate(keys)]  # type: ignore[dict-item]
+
+
+def _identity(item: tuple[str, Entry], p: Any) -> dict[str, Any]:
+    s, e = item
+    return {"entry_id": e.entry_id, "setting": s, "prompt_tokens": p.prompt_tokens, "trimmed": p.trimmed,
+            "trimmed_items": p.trimmed_items, "over_budget": p.over_budget}
 
 
 def write_rows(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:

@@ -12,7 +12,7 @@ from petool_lib.models import _fix_special_tokens, resolve_model
 def test_tiny_tokenizer_ends_turns_with_im_end():
     path = resolve_model("tiny")
     tok = AutoTokenizer.from_pretrained(path)
-    assert tok.eos_token == tok.pad_token == "<|im_end|>"
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok.convert_ids_to_tokens(end_of_turn_ids(tok))[0] == "<|im_end|>"
     assert "<|im_start|>" not in tok.convert_ids_to_tokens(end_of_turn_ids(tok))
     assert json.loads(open(f"{path}/config.json").read())["eos_token_id"] == tok.eos_token_id
@@ -33,5 +33,5 @@ def test_caches_converted_before_the_fix_are_repaired(tmp_path):
     assert AutoTokenizer.from_pretrained(old).eos_token == "<|im_start|>"
     _fix_special_tokens(old)
     tok = AutoTokenizer.from_pretrained(old)
-    assert tok.eos_token == tok.pad_token == "<|im_end|>"
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert json.loads((old / "config.json").read_text())["eos_token_id"] == tok.eos_token_id

@@ -69,15 +69,16 @@ def test_failing_notebook_fails_loudly(tmp_path, monkeypatch):
 
     bad = nbformat.v4.new_notebook()
     bad.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    p = nbformat.v4.new_code_cell("run_dir = ''")
+    p = nbformat.v4.new_code_cell("run_dir = ''\nprofile = ''")
     p.metadata["tags"] = ["parameters"]
     bad.cells = [p, nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     nbformat.write(bad, nbdir / "01_bad.ipynb")
     monkeypatch.setattr(rp, "NOTEBOOK_DIR", nbdir)
+    (tmp_path / "bad.yaml").write_text("profile: bad\n")
     with pytest.raises(Exception, match="boom"):
-        rp.reproduce(REPO / "configs" / "tiny.yaml", str(tmp_path / "run"), progress=False)
+        rp.reproduce(tmp_path / "bad.yaml", str(tmp_path / "run"), progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed at 01_bad.ipynb" and manifest["stages"]["01_bad"]["status"] == "failed"
 

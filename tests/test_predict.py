@@ -229,3 +229,19 @@ def test_prompt_beyond_context_window_is_a_failed_row(small, tiny, monkeypatch):
         assert r["response"] == "" and "context window" in r["error"]
     summary = evaluate_rows(small[:2], rows, ["preferred"])["preferred"]
     assert summary["n"] == 2 and summary["tool_correct"] == 0 and summary["errors"]["invalid_format"] == 2
+
+
+def test_entries_with_the_same_model_input_keep_their_own_ids(test_set, tiny):
+    """The official set holds entries that differ only in history (e.g. 12465 and 16535); once the history is
+    trimmed away the model input is identical, the cache key too. Each row must still name its own entry."""
+    twins = {e.entry_id: e for e in test_set if e.entry_id in (12465, 16535)}
+    assert len(twins) == 2 and twins[12465].query == twins[16535].query
+    a = min(test_set[:50], key=lambda e: len(e.prompts["preferred"]))
+    b = replace(a, entry_id=a.entry_id + 10**6)
+    rows = predict([a, b], tiny, ["preferred", "ratings"], "rank", DecodeConfig(max_value_chars=8), BUDGET,
+                   progress=False)
+    assert [(r["entry_id"], r["setting"]) for r in rows] == [
+        (a.entry_id, "preferred"), (b.entry_id, "preferred"), (a.entry_id, "ratings"), (b.entry_id, "ratings")]
+    assert rows[0]["response"] == rows[1]["response"]
+    summary = evaluate_rows([a, b], rows, ["preferred", "ratings"])
+    assert all(v["missing"] == 0 and v["n"] == 2 for v in summary.values())
