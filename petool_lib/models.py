@@ -84,15 +84,21 @@ END_OF_TURN = "<|im_end|>"
 PAD = "<|endoftext|>"
 
 
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic rewrite of a config file (temp file, then rename)."""
+    import json
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
 def _rewrite_json(path: Path, update: dict[str, Any]) -> None:
     import json
 
     data = json.loads(path.read_text())
-    if all(data.get(k) == v for k, v in update.items()):
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data | update, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    if any(data.get(k) != v for k, v in update.items()):
+        _write_json(path, data | update)
 
 
 def _fix_special_tokens(out: Path) -> None:
@@ -123,9 +129,7 @@ def _drop_stale_quantization_config(out: Path) -> None:
     cfg = json.loads(path.read_text())
     if cfg.get("quantization_config", {}).get("quant_method") == "gguf":
         del cfg["quantization_config"]
-        tmp = path.with_name("config.json.tmp")
-        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        _write_json(path, cfg)
 
 
 def resolve_model(name: str) -> str:
