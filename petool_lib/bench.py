@@ -7,10 +7,18 @@ temperature 0.1 and up to 256 new tokens, the response being the decoded output 
 CLI::
 
     python -m petool_lib.bench --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
+        [--dtype auto] [--ref-dtype float32] [--no-same-dtype-reference]
+
+Precision: the predictor runs in ``--dtype`` (``auto``: bf16 on a CPU with native bf16, else fp32; see
+:func:`~petool_lib.models.inference_dtype`). The reference loop runs in ``--ref-dtype`` (default float32, the dtype a
+plain ``from_pretrained`` gives for the fp32 SmolLM2 checkpoint), and, when the two differ, a second time in the
+predictor's dtype (phase ``reference_<dtype>``), so the gain from the precision alone is visible.
 
 Per phase: samples/s, wall time, peak RSS (sampled every 20 ms), Tool/Param Acc (paper and robust scoring), error
-taxonomy; ``speedup`` = samples/s relative to the reference loop. ``bench.json`` and the PNG are rewritten after every
-phase, so a long run leaves partial results.
+taxonomy. ``speedup`` = samples/s relative to the reference loop; ``speedup_same_dtype`` relative to the reference
+loop in the predictor's dtype; ``speedup_readable`` = the reference loop's summed latency on the prompts this phase
+could read (not failed, e.g. beyond the context window) over this phase's whole wall time, i.e. without the free
+failed rows. ``bench.json`` and the PNG are rewritten after every phase, so a long run leaves partial results.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from .chat import end_of_turn_ids, make_messages
 from .data import SETTINGS, Entry, load_test_set, select_subset
 from .decoding import MODES, DecodeConfig, HFBackend
 from .evaluate import score_rows
+from .models import cpu_has_native_bf16
 from .predict import predict, write_rows
 
 
@@ -136,11 +145,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     sps = [result["phases"][p]["samples_per_s"] or 0 for p in phases]
     colors = ["#999999" if p == "reference" else "#2a7ab9" for p in phases]
     axes[0].bar(phases, sps, color=colors)
+    axes[0].tick_params(axis="x", labelrotation=20, labelsize=8)
     axes[0].set_title("samples / s (higher is better)")
     for i, p in enumerate(phases):
         sp = result.get("speedup", {}).get(p)
+        same = result.get("speedup_same_dtype", {}).get(p)
         if sp:
-            axes[0].text(i, sps[i], f"{sp:.1f}x", ha="center", va="bottom")
+            label = f"{sp:.1f}x" + (f"\n({same:.1f}x same dtype)" if same and same != sp else "")
+            axes[0].text(i, sps[i], label, ha="center", va="bottom", fontsize=8)
     width = 0.38
     xs = range(len(phases))
     for ax, scoring in ((axes[1], "paper"), (axes[2], "robust")):
@@ -148,12 +160,13 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         pa = [100 * result["phases"][p][scoring]["param_acc"] for p in phases]
         ax.bar([x - width / 2 for x in xs], ta, width, label="Tool Acc")
         ax.bar([x + width / 2 for x in xs], pa, width, label="Param Acc")
-        ax.set_xticks(list(xs), phases)
+        ax.set_xticks(list(xs), phases, rotation=20, fontsize=8)
         ax.set_ylim(0, 100)
         ax.set_title(f"accuracy % ({scoring} scoring)")
         ax.legend(fontsize=8)
     cfg = result["config"]
-    fig.suptitle(f"{cfg['model']}: {cfg['n']} official prompts, {result['machine']['cpus']} CPU threads")
+    fig.suptitle(f"{cfg['model']}: {cfg['n']} official prompts, {result['machine']['cpus']} CPU threads, predictor "
+                 f"{cfg['dtype']}, reference {cfg['reference'].get('dtype', cfg['dtype'])}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -161,11 +174,31 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _readable_speedup(ref_rows: list[dict[str, Any]], rows: list[dict[str, Any]], wall: float) -> float | None:
+    """The reference's summed latency on the prompts this phase could read, over this phase's whole wall time."""
+    readable = {(r["entry_id"], r["setting"]) for r in rows if not r.get("error")}
+    ref = sum(r["latency_s"] for r in ref_rows if (r["entry_id"], r["setting"]) in readable)
+    return round(ref / wall, 2) if wall and readable else None
+
+
+def speedups(result: dict[str, Any], rows: dict[str, list[dict[str, Any]]], same_ref: str) -> None:
+    """Fill ``speedup`` (vs ``reference``), ``speedup_same_dtype`` (vs ``same_ref``) and their ``_readable`` forms."""
+    phases = result["phases"]
+    for key, ref_name in (("speedup", "reference"), ("speedup_same_dtype", same_ref)):
+        ref = phases.get(ref_name)
+        if not ref or not ref["samples_per_s"]:
+            continue
+        result[key] = {p: round(v["samples_per_s"] / ref["samples_per_s"], 2)
+                       for p, v in phases.items() if v["samples_per_s"]}
+        result[key + "_readable"] = {p: _readable_speedup(rows[ref_name], rows[p], v["wall_s"])
+                                     for p, v in phases.items() if p in rows and not p.startswith("reference")}
+
+
 def run_bench(
     out: str | os.PathLike[str], n: int = 30, model: str = "smollm2", modes: Sequence[str] = MODES,
     max_prompt_tokens: int = 1536, test: str | None = None, seed: int = 0, reference: bool = True,
-    ref_max_new_tokens: int = 256, ref_max_length: int = 4000, dtype: str | None = None, progress: bool = True,
-    cfg: DecodeConfig | None = None,
+    ref_max_new_tokens: int = 256, ref_max_length: int = 4000, dtype: str | None = "auto", progress: bool = True,
+    cfg: DecodeConfig | None = None, ref_dtype: str | None = "float32", same_dtype_reference: bool = True,
 ) -> dict[str, Any]:
     out = Path(out)
     png = out.with_suffix(".png")
@@ -174,23 +207,23 @@ def run_bench(
     items = bench_items(entries, n, seed)
     chosen = list({e.entry_id: e for _, e in items}.values())
     backend = HFBackend(model, dtype=dtype)
+    ref_dtype = ref_dtype or backend.dtype
     cfg = cfg or DecodeConfig()
+    same_ref = "reference" if ref_dtype == backend.dtype else f"reference_{backend.dtype}"
     result: dict[str, Any] = {
         "config": {"model": model, "n": len(items), "seed": seed, "modes": list(modes),
-                   "max_prompt_tokens": max_prompt_tokens, "decode": cfg.__dict__, "dtype": str(backend.identity()["dtype"]),
+                   "max_prompt_tokens": max_prompt_tokens, "decode": cfg.__dict__, "dtype": backend.dtype,
                    "reference": {"max_length": ref_max_length, "max_new_tokens": ref_max_new_tokens,
-                                 "temperature": 0.1, "do_sample": True, "truncation": "right"},
+                                 "temperature": 0.1, "do_sample": True, "truncation": "right", "dtype": ref_dtype},
                    "entry_ids": [e.entry_id for e in chosen]},
         "machine": {"cpus": torch.get_num_threads(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "device": str(backend.device)},
+                    "torch": torch.__version__, "device": str(backend.device), "cpu_native_bf16": cpu_has_native_bf16()},
         "phases": {}, "speedup": {},
     }
+    all_rows: dict[str, list[dict[str, Any]]] = {}
 
     def save() -> None:
-        ref = result["phases"].get("reference")
-        if ref and ref["samples_per_s"]:
-            result["speedup"] = {p: round(v["samples_per_s"] / ref["samples_per_s"], 2)
-                                 for p, v in result["phases"].items() if v["samples_per_s"]}
+        speedups(result, all_rows, same_ref)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         plot(result, png)
@@ -206,13 +239,24 @@ def run_bench(
                             desc=f"{mode} {s}")
         return rows
 
+    def ref_loop(b: HFBackend) -> list[dict[str, Any]]:
+        return reference_loop(b, items, ref_max_length, ref_max_new_tokens, seed=seed, progress=progress)
+
+    def ref_backend() -> HFBackend:
+        nonlocal backend
+        if backend.dtype != ref_dtype:
+            backend = HFBackend(model, dtype=ref_dtype)  # the predictor's copy is no longer needed
+        return backend
+
     phases: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [(m, (lambda m=m: ours(m))) for m in modes]
+    if reference and same_ref != "reference" and same_dtype_reference:
+        phases.append((same_ref, lambda: ref_loop(backend)))
     if reference:
-        phases.append(("reference", lambda: reference_loop(backend, items, ref_max_length, ref_max_new_tokens,
-                                                           seed=seed, progress=progress)))
+        phases.append(("reference", lambda: ref_loop(ref_backend())))
     for name, fn in phases:
         res, rows = run_phase(fn, items)
         result["phases"][name] = res
+        all_rows[name] = rows
         write_rows(rows, rows_dir / f"{name}.jsonl")
         save()
     return result
@@ -224,10 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=30, help="number of fixed official prompts")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--modes", default=",".join(MODES), help="comma list of predictor modes to time")
-    ap.add_argument("--max-prompt-tokens", type=int, default=1536, help="predictor prompt budget")
+    ap.add_argument("--max-prompt-tokens", type=int, default=1536, help="predictor prompt budget (configs/cpu.yaml)")
+    ap.add_argument("--max-value-chars", type=int, default=48,
+                    help="constrained/rank: longest string value (configs/cpu.yaml; every ground-truth value fits "
+                         "48 characters in 93.6%% of the official entries, 64 in 98.6%%)")
     ap.add_argument("--test", default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--dtype", default="auto", help="predictor weights dtype (auto: bf16 on CPUs with native bf16)")
+    ap.add_argument("--ref-dtype", default="float32", help="reference loop weights dtype")
+    ap.add_argument("--no-same-dtype-reference", action="store_true",
+                    help="skip the second reference loop in the predictor's dtype")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
     ap.add_argument("--ref-max-new-tokens", type=int, default=256)
     ap.add_argument("--ref-max-length", type=int, default=4000)
@@ -238,11 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         if m not in MODES:
             ap.error(f"unknown mode {m!r}; expected {MODES}")
     res = run_bench(args.out, args.n, args.model, modes, args.max_prompt_tokens, args.test, args.seed,
-                    not args.no_reference, args.ref_max_new_tokens, args.ref_max_length, args.dtype, not args.quiet)
+                    not args.no_reference, args.ref_max_new_tokens, args.ref_max_length, args.dtype, not args.quiet,
+                    cfg=DecodeConfig(max_value_chars=args.max_value_chars), ref_dtype=args.ref_dtype,
+                    same_dtype_reference=not args.no_same_dtype_reference)
+    nan = float("nan")
     for name, v in res["phases"].items():
-        print(f"{name:<12} {v['samples_per_s']:.3f} samples/s  speedup {res['speedup'].get(name, float('nan')):.2f}x  "
-              f"peak RSS {v['peak_rss_mb']:.0f} MB  Tool {100 * v['paper']['tool_acc']:.1f}%  "
-              f"Param {100 * v['paper']['param_acc']:.1f}% (paper)")
+        print(f"{name:<18} {v['samples_per_s']:.3f} samples/s  speedup {res['speedup'].get(name, nan):.2f}x "
+              f"(same dtype {res.get('speedup_same_dtype', {}).get(name, nan):.2f}x, readable prompts only "
+              f"{res.get('speedup_readable', {}).get(name) or nan:.2f}x)  peak RSS {v['peak_rss_mb']:.0f} MB  "
+              f"Tool {100 * v['paper']['tool_acc']:.1f}%  Param {100 * v['paper']['param_acc']:.1f}% (paper)")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return 0
 

@@ -31,7 +31,7 @@ from .pred_cache import PredictionCache, cache_key, digest
 
 
 def make_backend(
-    backend: str, model: str, adapter: str | None = None, dtype: str | None = None, concurrency: int = 4,
+    backend: str, model: str, adapter: str | None = None, dtype: str | None = "auto", concurrency: int = 4,
     max_retries: int = 3, timeout: float = 60.0, max_tokens: int = 256, tokenizer: str | None = None,
 ) -> Any:
     """``hf``: a local model via :class:`~petool_lib.decoding.HFBackend`; ``openai``: an endpoint."""
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="hf: prompts per batch in generate/constrained (default 1 on CPU, 8 on GPU); "
                          "openai: requests per cache flush (default 16)")
-    ap.add_argument("--dtype", default=None, help="hf weights dtype, e.g. float32 or bfloat16 (default: fp32 on CPU)")
+    ap.add_argument("--dtype", default="auto", help="hf weights dtype: auto (bf16 on GPU and on CPUs with native "
+                    "bf16, else fp32), float32, bfloat16")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="generate mode: new-token bound")
     ap.add_argument("--max-value-chars", type=int, default=128, help="constrained/rank: string value bound")
     ap.add_argument("--rank-score", default="sum", choices=("sum", "mean"), help="rank: candidate name log-lik.")

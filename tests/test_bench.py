@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from petool_lib.bench import bench_items, main
+from petool_lib.bench import bench_items, main, speedups
 from petool_lib.data import load_test_set
 
 
@@ -18,14 +18,33 @@ def test_bench_items_are_fixed():
 def test_bench_smoke(tmp_path):
     out = tmp_path / "bench.json"
     code = main(["--out", str(out), "--n", "2", "--model", "tiny", "--modes", "rank", "--max-prompt-tokens", "1200",
-                 "--ref-max-new-tokens", "4", "--ref-max-length", "1200", "--quiet"])
+                 "--ref-max-new-tokens", "4", "--ref-max-length", "1200", "--quiet",
+                 "--dtype", "bfloat16", "--ref-dtype", "float32"])
     assert code == 0
     res = json.loads(out.read_text())
-    assert set(res["phases"]) == {"rank", "reference"}
+    assert list(res["phases"]) == ["rank", "reference_bfloat16", "reference"]
+    assert res["config"]["dtype"] == "bfloat16" and res["config"]["reference"]["dtype"] == "float32"
     for phase in res["phases"].values():
         assert phase["n"] == 2 and phase["samples_per_s"] > 0 and phase["peak_rss_mb"] > 0
         assert phase["paper"]["n"] == 2 and 0 <= phase["paper"]["tool_acc"] <= 1
     assert res["speedup"]["reference"] == 1.0 and res["speedup"]["rank"] > 0
+    assert res["speedup_same_dtype"]["reference_bfloat16"] == 1.0
+    assert res["speedup_readable"]["rank"] > 0 and set(res["speedup_readable"]) == {"rank"}
     assert res["phases"]["rank"]["paper"]["errors"].get("invalid_format", 0) == 0
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert len((tmp_path / "bench_rows" / "reference.jsonl").read_text().splitlines()) == 2
+    for name in res["phases"]:
+        assert len((tmp_path / "bench_rows" / f"{name}.jsonl").read_text().splitlines()) == 2
+
+
+def test_speedups_count_failed_rows_but_readable_speedup_does_not():
+    def row(eid, lat, error=None):
+        return {"entry_id": eid, "setting": "preferred", "latency_s": lat, **({"error": error} if error else {})}
+
+    ref_rows = [row(1, 30.0), row(2, 30.0), row(3, 30.0), row(4, 30.0)]
+    ours = [row(1, 5.0), row(2, 5.0), row(3, 5.0), row(4, 0.0, "prompt beyond the context window")]
+    result = {"phases": {"constrained": {"samples_per_s": 4 / 15.0, "wall_s": 15.0},
+                         "reference": {"samples_per_s": 4 / 120.0, "wall_s": 120.0}}}
+    speedups(result, {"constrained": ours, "reference": ref_rows}, "reference")
+    assert result["speedup"]["constrained"] == 8.0  # the failed row is a (free) sample
+    assert result["speedup_readable"]["constrained"] == 6.0  # 3 readable prompts: 90 s of reference over 15 s
+    assert result["speedup_same_dtype"] == result["speedup"]

@@ -35,3 +35,27 @@ def test_caches_converted_before_the_fix_are_repaired(tmp_path):
     tok = AutoTokenizer.from_pretrained(old)
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert json.loads((old / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
+
+
+def test_inference_dtype_auto_uses_bf16_only_where_the_cpu_runs_it_natively(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    from petool_lib import models
+
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without = tmp_path / "plain"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert models.cpu_has_native_bf16(with_bf16) and not models.cpu_has_native_bf16(without)
+    assert not models.cpu_has_native_bf16(tmp_path / "missing")  # cannot tell: fp32
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    assert models.inference_dtype("cpu", "auto") == torch.bfloat16
+    assert models.inference_dtype("cpu", None) == torch.float32  # training / explicit loads keep fp32 on CPU
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    assert models.inference_dtype("cpu", "auto") == torch.float32
+    assert models.inference_dtype("cuda", "auto") == torch.bfloat16
+    assert models.inference_dtype("cpu", "float16") == torch.float16
+    with pytest.raises(ValueError, match="unknown dtype 'fp33'"):
+        models.inference_dtype("cpu", "fp33")

@@ -245,3 +245,41 @@ def test_entries_with_the_same_model_input_keep_their_own_ids(test_set, tiny):
     assert rows[0]["response"] == rows[1]["response"]
     summary = evaluate_rows([a, b], rows, ["preferred", "ratings"])
     assert all(v["missing"] == 0 and v["n"] == 2 for v in summary.values())
+
+
+def test_bf16_cpu_decodes_with_eager_attention_and_restores_sdpa(small):
+    b = HFBackend("tiny", dtype="bfloat16")
+    assert b.decode_attention == ("eager" if b.device.type == "cpu" else None)
+    assert b.identity()["decode_attention"] == b.decode_attention
+    cfg = DecodeConfig(max_value_chars=16)
+    items = [(e, b.prompt(e, "preferred", BUDGET)) for e in small[:3]]
+    hybrid = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
+    assert b.model.config._attn_implementation == "sdpa"  # prefill (and the next prompt) keep SDPA
+    b.decode_attention = None
+    plain = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
+    for h, p in zip(hybrid, plain):
+        assert parse_paper(h["response"]) is not None
+    assert [h["response"] for h in hybrid] == [p["response"] for p in plain]
+
+
+def test_lora_is_merged_in_fp32_but_kept_separate_in_bf16(tmp_path):
+    """A LoRA update merged into bf16 weights is mostly rounded away: bf16 backends keep the adapter unmerged."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from petool_lib.models import resolve_model
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), dtype=torch.float32)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(resolve_model("tiny")).save_pretrained(tmp_path / "adapter")  # as training does
+    fp32 = HFBackend("tiny", adapter=str(tmp_path / "adapter"), dtype="float32")
+    bf16 = HFBackend("tiny", adapter=str(tmp_path / "adapter"), dtype="bfloat16")
+    assert not isinstance(fp32.model, PeftModel) and isinstance(bf16.model, PeftModel)
+    assert bf16.model.dtype == torch.bfloat16
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.inference_mode():
+        ref = lora(input_ids=ids).logits
+        assert torch.allclose(fp32.model(input_ids=ids).logits, ref, atol=1e-4)
+        assert bf16.model(input_ids=ids).logits.shape == ref.shape
