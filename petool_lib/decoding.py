@@ -27,6 +27,7 @@ from .pred_cache import adapter_hash, model_fingerprint
 
 MODES = ("generate", "constrained", "rank")
 CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt against the context window
+SHORT_FORWARD = 64  # forwards of at most this many new tokens on top of a cache use ``decode_attention``
 
 
 @dataclass
@@ -95,7 +96,7 @@ class HFBackend:
         self.adapter = adapter
         self.model, self.tokenizer = load_model(model, adapter=adapter, dtype=dtype or "auto", device=device)
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        if adapter and hasattr(self.model, "merge_and_unload") and self.model.dtype == torch.float32:
+        if adapter and hasattr(self.model, "merge_and_unload") and self.dtype == "float32":
             # LoRA folded into fp32 weights: the same function, faster. Not in bf16/fp16: the small LoRA update would
             # be rounded away in the merged 8-bit-mantissa weights (measured: the cpu-profile SFT adapter fell from
             # 6/24 to 3/24 tools right when merged in bf16, 5/24 unmerged); unmerged, PEFT runs the adapter in fp32.
@@ -104,7 +105,7 @@ class HFBackend:
         self.device = next(self.model.parameters()).device
         # Short forwards on top of a cache (decoding, forced runs) in bf16 on CPU: eager attention is 20-40% faster
         # than SDPA's flash kernel here (SmolLM2, 1.5k-6k cached tokens); prefill keeps SDPA (4.6x faster than eager).
-        self.decode_attention = ("eager" if self.device.type == "cpu" and self.model.dtype == torch.bfloat16
+        self.decode_attention = ("eager" if self.device.type == "cpu" and self.dtype == "bfloat16"
                                  and self._attention() == "sdpa" else None)
         self.eos_ids = end_of_turn_ids(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
@@ -227,7 +228,7 @@ class HFBackend:
         try:
             while not grammar.done and len(emitted) <= budget:
                 if self.decode_attention:
-                    self._attention(self.decode_attention if len(pending) <= 64 else prefill)
+                    self._attention(self.decode_attention if len(pending) <= SHORT_FORWARD else prefill)
                 out = self.model(input_ids=torch.tensor([pending], device=self.device), past_key_values=cache,
                                  use_cache=True, logits_to_keep=1)
                 forwards += 1
