@@ -39,10 +39,10 @@ test-slow: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: venv
-	$(BIN)/python -m petool_lib.bench --out outputs/bench.json --n $(BENCH_N)
+	$(BIN)/python -m petool_lib.benchmarks.predict --out outputs/bench.json --n $(BENCH_N)
 
 bench-train: venv
-	$(BIN)/python -m petool_lib.bench_train --out outputs/bench_train.json
+	$(BIN)/python -m petool_lib.benchmarks.train --out outputs/bench_train.json
 
 lint-notebooks: venv
 	$(BIN)/nbstripout --verify notebooks/*.ipynb

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from .data import REPO_ROOT
-from .runs import run_path
+from .core.data import REPO_ROOT
+from .core.runs import run_path
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "petool"
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"done: {run_dir} (manifest.json, metrics.json, figures/, notebooks/)")
     if args.readme:
-        from .report import update_readme
+        from .reporting.report import update_readme
 
         if update_readme(run_dir, args.readme):
             print(f"updated results table in {args.readme}")

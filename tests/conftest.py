@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from petool_lib.data import Entry, find_test_file, load_test_set  # noqa: E402
+from petool_lib.core.data import Entry, find_test_file, load_test_set  # noqa: E402
 
 
 @pytest.fixture(scope="session")

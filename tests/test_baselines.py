@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from petool_lib.baselines import fill_parameters, main, predict_baseline
-from petool_lib.data import select_subset
-from petool_lib.embeddings import Embedder
-from petool_lib.evaluate import evaluate_rows, load_predictions
+from petool_lib.harness.baselines import fill_parameters, main, predict_baseline
+from petool_lib.core.data import select_subset
+from petool_lib.core.embeddings import Embedder
+from petool_lib.harness.evaluate import evaluate_rows, load_predictions
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from petool_lib.bench import bench_items, main, speedups
-from petool_lib.data import load_test_set
+from petool_lib.benchmarks.predict import bench_items, main, speedups
+from petool_lib.core.data import load_test_set
 
 
 def test_bench_items_are_fixed():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from petool_lib.data import (
+from petool_lib.core.data import (
     SETTINGS, DataError, api_full_name, entry_from_dict, find_test_file, load_test_set, normalize_setting,
     provider_of, resolve_settings, select_subset, split_tool_name,
 )
@@ -99,7 +99,7 @@ def test_hub_fallback_when_nothing_local(official_path, tmp_path, monkeypatch):
 
     import huggingface_hub
 
-    import petool_lib.data as data
+    import petool_lib.core.data as data
 
     zpath = tmp_path / "user_entries_test.json.zip"
     with zipfile.ZipFile(zpath, "w") as zf:

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from petool_lib.evaluate import PredictionError, evaluate_rows, load_predictions, main, write_predictions
+from petool_lib.harness.evaluate import PredictionError, evaluate_rows, load_predictions, main, write_predictions
 
 
 def _perfect(entries, settings=("preferred", "ratings", "chronological")):
@@ -59,6 +59,6 @@ def test_cli_json(official, official_path, tmp_path, capsys):
     assert main(["--test", official_path, "--predictions", str(p), "--scoring", "robust"]) == 0
     assert "Tool Acc" in capsys.readouterr().out
     bad = write_predictions(tmp_path / "b.jsonl", [{"entry_id": -1, "setting": "p", "response": ""}])
-    r = subprocess.run([sys.executable, "-m", "petool_lib.evaluate", "--test", official_path, "--predictions", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "petool_lib.harness.evaluate", "--test", official_path, "--predictions", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "entry_id -1 is not in the test set" in r.stderr

@@ -13,9 +13,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from petool_lib.llm import ChatRequest, OpenAIBackend, ask_json, make_backend, parse_json_reply
-from petool_lib.synthesize import SynthConfig, synthesize
-from petool_lib.understanding import ATTRIBUTES
+from petool_lib.synthesis.llm import ChatRequest, OpenAIBackend, ask_json, make_backend, parse_json_reply
+from petool_lib.synthesis.pipeline import SynthConfig, synthesize
+from petool_lib.synthesis.understanding import ATTRIBUTES
 
 ALWAYS_BAD = "Check whether an email domain is a disposable"  # a tool-understanding request that never gets JSON
 BAD_ONCE = "Get the daily weather forecast"  # malformed on the first ask, valid when asked again

@@ -5,8 +5,8 @@ import shutil
 
 from transformers import AutoTokenizer
 
-from petool_lib.chat import end_of_turn_ids
-from petool_lib.models import _fix_special_tokens, resolve_model
+from petool_lib.core.context import end_of_turn_ids
+from petool_lib.core.models import _fix_special_tokens, resolve_model
 
 
 def test_tiny_tokenizer_ends_turns_with_im_end():
@@ -41,7 +41,7 @@ def test_inference_dtype_auto_uses_bf16_only_where_the_cpu_runs_it_natively(tmp_
     import pytest
     import torch
 
-    from petool_lib import models
+    from petool_lib.core import models
 
     with_bf16 = tmp_path / "bf16"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")

@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from petool_lib.data import SETTINGS, entry_from_dict
-from petool_lib.evaluate import evaluate_rows
-from petool_lib.openai_backend import OpenAIBackend
-from petool_lib.predict import main, predict
-from petool_lib.prompts import render_prompt
+from petool_lib.core.data import SETTINGS, entry_from_dict
+from petool_lib.harness.evaluate import evaluate_rows
+from petool_lib.inference.openai_client import OpenAIBackend
+from petool_lib.inference.predict import main, predict
+from petool_lib.core.prompts import render_prompt
 
 TOOLS = [
     {"tool_name": "<Search>.<Alpha>.<find>", "tool_description": "find things",

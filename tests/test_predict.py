@@ -13,16 +13,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from petool_lib.chat import build_chat_prompt, template_ids
-from petool_lib.data import load_test_set
-from petool_lib.decoding import DecodeConfig, HFBackend, common_prefix
-from petool_lib.evaluate import evaluate_rows
-from petool_lib.grammar import ToolCallGrammar, name_text, tool_keys, vocab_index
-from petool_lib.pred_cache import adapter_hash, cache_key, model_fingerprint
-from petool_lib.data import select_subset
-from petool_lib.predict import main, predict
-from petool_lib.prompts import FORMAT_TEXT, parse_prompt
-from petool_lib.scoring import parse_paper, parse_robust
+from petool_lib.core.context import build_chat_prompt, template_ids
+from petool_lib.core.data import load_test_set
+from petool_lib.inference.hf import DecodeConfig, HFBackend, common_prefix
+from petool_lib.harness.evaluate import evaluate_rows
+from petool_lib.inference.grammar import ToolCallGrammar, name_text, tool_keys, vocab_index
+from petool_lib.inference.cache import adapter_hash, cache_key, model_fingerprint
+from petool_lib.core.data import select_subset
+from petool_lib.inference.predict import main, predict
+from petool_lib.core.prompts import FORMAT_TEXT, parse_prompt
+from petool_lib.harness.scoring import parse_paper, parse_robust
 
 BUDGET = 1400
 
@@ -268,7 +268,7 @@ def test_lora_is_merged_in_fp32_but_kept_separate_in_bf16(tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from petool_lib.models import resolve_model
+    from petool_lib.core.models import resolve_model
 
     base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), dtype=torch.float32)
     lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))

@@ -1,7 +1,7 @@
 import pytest
 
-from petool_lib.data import SETTINGS
-from petool_lib.prompts import FORMAT_TEXT, TASK_TEXT, PromptError, parse_prompt, render_prompt, trim_history
+from petool_lib.core.data import SETTINGS
+from petool_lib.core.prompts import FORMAT_TEXT, TASK_TEXT, PromptError, parse_prompt, render_prompt, trim_history
 
 
 def test_every_official_prompt_renders_byte_for_byte(official):

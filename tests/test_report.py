@@ -1,5 +1,5 @@
-from petool_lib.report import README_END, README_START, record_evaluation, results_table, update_readme
-from petool_lib.runs import update_metrics
+from petool_lib.reporting.report import README_END, README_START, record_evaluation, results_table, update_readme
+from petool_lib.core.runs import update_metrics
 
 
 def _summary(t, p, n=10):

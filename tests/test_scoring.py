@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from petool_lib.data import Entry
-from petool_lib.scoring import RowScore, classify, parse_paper, parse_robust, score_response
+from petool_lib.core.data import Entry
+from petool_lib.harness.scoring import RowScore, classify, parse_paper, parse_robust, score_response
 
 
 def tp(r: RowScore) -> tuple[bool, bool]:

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from petool_lib.catalog import Api, load_sample, load_toolbench_dir, sample_dir
-from petool_lib.data import SETTINGS, load_test_set, provider_of
-from petool_lib.exports import file_hashes
-from petool_lib.grouping import group_apis, pairwise_agreement
-from petool_lib.histories import (P_REJECTED_GROUP_API, RATED0_COUNTS, call_item, measure_structure,
+from petool_lib.synthesis.catalog import Api, load_sample, load_toolbench_dir, sample_dir
+from petool_lib.core.data import SETTINGS, load_test_set, provider_of
+from petool_lib.synthesis.exports import file_hashes
+from petool_lib.synthesis.grouping import group_apis, pairwise_agreement
+from petool_lib.synthesis.histories import (P_REJECTED_GROUP_API, RATED0_COUNTS, call_item, measure_structure,
                                   prompt_histories)
-from petool_lib.instructions import normalize_text
-from petool_lib.prompts import parse_prompt, render_prompt
-from petool_lib.synthesize import SynthConfig, main, map_parameters, synthesize
+from petool_lib.synthesis.instructions import normalize_text
+from petool_lib.core.prompts import parse_prompt, render_prompt
+from petool_lib.synthesis.pipeline import SynthConfig, main, map_parameters, synthesize
 
 
 def _cfg(out: Path, cache: Path, **kw) -> SynthConfig:

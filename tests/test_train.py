@@ -16,10 +16,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from petool_lib.data import DataError, SETTINGS, load_test_set  # noqa: E402
-from petool_lib.prompts import parse_prompt, render_prompt  # noqa: E402
-from petool_lib import train as T  # noqa: E402
-from petool_lib.train_config import stage_config  # noqa: E402
+from petool_lib.core.data import DataError, SETTINGS, load_test_set  # noqa: E402
+from petool_lib.core.prompts import parse_prompt, render_prompt  # noqa: E402
+from petool_lib.training import train as T  # noqa: E402
+from petool_lib.training.config import stage_config  # noqa: E402
 
 BUDGET = 900  # tokens per row in these tests (short rows = fast tests)
 
@@ -58,7 +58,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
-    from petool_lib.models import resolve_model
+    from petool_lib.core.models import resolve_model
 
     return T._load_tokenizer(resolve_model("tiny"))
 
@@ -180,7 +180,7 @@ def test_dpo_reference_is_the_sft_policy_at_step0(pipeline: dict[str, Any]) -> N
 
 
 def test_saved_adapter_reloads_to_identical_logits(pipeline: dict[str, Any]) -> None:
-    from petool_lib.models import load_model
+    from petool_lib.core.models import load_model
 
     for stage in ("sft", "dpo"):
         res = pipeline[stage]
@@ -200,7 +200,7 @@ def test_saved_adapter_reloads_to_identical_logits(pipeline: dict[str, Any]) -> 
 
 
 def test_dpo_raises_chosen_minus_rejected_margin(pipeline: dict[str, Any], data_dir: Path, tokenizer: Any) -> None:
-    from petool_lib.models import load_model
+    from petool_lib.core.models import load_model
 
     cfg = stage_config("tiny", "dpo", token_budget=BUDGET, max_examples=6)
     pairs, _ = T.prepare_rows(T.load_rows(data_dir, "dpo"), "dpo", tokenizer, cfg)
@@ -225,7 +225,7 @@ def wide_init_tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
     """
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from petool_lib.models import TINY_CONFIG, resolve_model
+    from petool_lib.core.models import TINY_CONFIG, resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("tiny"))
     torch.manual_seed(0)
@@ -322,7 +322,7 @@ def test_cli_tiny_and_unsloth_error(data_dir: Path, tmp_path: Path, capsys: pyte
 @pytest.mark.slow
 def test_smollm2_cpu_profile_smoke(data_dir: Path, tmp_path: Path) -> None:
     """The real embedded model through both stages on the cpu profile settings (a few steps)."""
-    from petool_lib.models import load_model
+    from petool_lib.core.models import load_model
 
     sft = T.train_sft(data_dir, model="smollm2", out=tmp_path / "sft", profile="cpu", backend="hf", max_steps=2,
                       overrides={"max_examples": 8})

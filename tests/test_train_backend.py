@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from petool_lib import train as T
-from petool_lib import unsloth_backend
-from petool_lib.train_config import (
+from petool_lib.training import train as T
+from petool_lib.training import unsloth as unsloth_backend
+from petool_lib.training.config import (
     LLAMA_PROJECTIONS,
     PROFILES,
     dpo_config,
@@ -112,7 +112,7 @@ def test_unsloth_kwargs_match_the_hf_lora() -> None:
 
 
 def test_unsloth_module_is_static_and_lazy() -> None:
-    src = (REPO / "petool_lib" / "unsloth_backend.py").read_text()
+    src = (Path(unsloth_backend.__file__)).read_text()
     tree = ast.parse(src)
     compile(tree, "unsloth_backend.py", "exec")
     top_imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
@@ -164,8 +164,8 @@ def test_unsloth_wiring_with_a_stand_in_module(monkeypatch: pytest.MonkeyPatch) 
 
 def test_training_modules_do_not_import_trl_transformers_peft_at_import_time() -> None:
     """Unsloth must be imported before trl/transformers/peft: importing our modules must not pull them in."""
-    code = ("import sys; import petool_lib.train, petool_lib.train_config, petool_lib.unsloth_backend; "
-            "petool_lib.train.select_backend('hf'); "
+    code = ("import sys; import petool_lib.training.train, petool_lib.training.config, petool_lib.training.unsloth; "
+            "petool_lib.training.train.select_backend('hf'); "
             "bad = [m for m in ('trl', 'transformers', 'peft', 'unsloth') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

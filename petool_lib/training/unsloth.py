@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .train_config import StageConfig, unsloth_load_kwargs, unsloth_peft_kwargs
+from .config import StageConfig, unsloth_load_kwargs, unsloth_peft_kwargs
 
 
 def import_unsloth() -> Any:

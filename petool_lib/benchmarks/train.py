@@ -13,7 +13,7 @@ per second of training wall time and peak resident memory. Variants:
 The rows are official test entries rendered as SFT/DPO rows and trimmed by the ``cpu`` profile to its token
 budget (throughput only: nothing trained here is used anywhere). Usage::
 
-    python -m petool_lib.bench_train --out outputs/bench_train.json [--model smollm2] [--steps 2] [--stages sft,dpo]
+    python -m petool_lib.benchmarks.train --out outputs/bench_train.json [--model smollm2] [--steps 2] [--stages sft,dpo]
 
 Writes the JSON and a PNG next to it. Timings on a shared machine are inflated by other processes: the JSON
 records the load average before and after.
@@ -39,10 +39,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 def bench_rows(model: str, n: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """SFT and DPO rows from official entries, trimmed like the ``cpu`` profile (same rows for every variant)."""
-    from .data import load_test_set
-    from .models import resolve_model
-    from .train import _load_tokenizer, official_rows, prepare_rows
-    from .train_config import stage_config
+    from ..core.data import load_test_set
+    from ..core.models import resolve_model
+    from ..training.train import _load_tokenizer, official_rows, prepare_rows
+    from ..training.config import stage_config
 
     tok = _load_tokenizer(resolve_model(model))
     entries = load_test_set()
@@ -65,10 +65,10 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    from .models import resolve_model
-    from .train import _load_hf_base, _load_tokenizer, _make_monitor
-    from .train_config import dpo_kwargs, lora_config, sft_kwargs, stage_config
-    from .trl_compat import ensure_fused_lm_head
+    from ..core.models import resolve_model
+    from ..training.train import _load_hf_base, _load_tokenizer, _make_monitor
+    from ..training.config import dpo_kwargs, lora_config, sft_kwargs, stage_config
+    from ..training.trl_compat import ensure_fused_lm_head
 
     ensure_fused_lm_head()
     path = resolve_model(model)
@@ -133,7 +133,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m petool_lib.bench_train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m petool_lib.benchmarks.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/bench_train.json")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--steps", type=int, default=2, help="optimizer steps per variant (the first is warm-up)")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             rows_path.write_text(json.dumps(rows[stage], ensure_ascii=False))
             for variant in VARIANTS[stage]:
                 print(f"[bench-train] {stage} / {variant}: {args.steps} steps ...", flush=True)
-                cmd = [sys.executable, "-m", "petool_lib.bench_train", "--variant", stage, variant, "--rows",
+                cmd = [sys.executable, "-m", "petool_lib.benchmarks.train", "--variant", stage, variant, "--rows",
                        str(rows_path), "--model", args.model, "--steps", str(args.steps), "--seed", str(args.seed)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"peak RSS {res['peak_rss_mb']} MiB, "
                       f"{res['train_seconds']} s", flush=True)
     report = {
-        "command": "python -m petool_lib.bench_train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m petool_lib.benchmarks.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": args.model, "steps_per_variant": args.steps,
         "rows": {s: len(rows[s]) for s in stages},
         "machine": {"cpu_count": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg(),

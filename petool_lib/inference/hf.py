@@ -2,7 +2,7 @@
 
 - ``generate``: batched (left padding), greedy, stops at the end-of-turn token, at most ``max_new_tokens``.
 - ``constrained``: the same batched greedy ``model.generate`` with :class:`ToolCallLogitsProcessor`, which keeps every
-  row inside :class:`~petool_lib.grammar.ToolCallGrammar` (one of the entry's candidate names, that tool's parameter
+  row inside :class:`~petool_lib.inference.grammar.ToolCallGrammar` (one of the entry's candidate names, that tool's parameter
   names, JSON values): invalid-format and hallucinated tools are impossible by construction.
 - ``rank``: one prefill of the shared prompt (plus the token prefix shared by every candidate), then the
   log-likelihood of each candidate's ``{"tool_name": "NAME"`` continuation on top of that KV cache (all candidates
@@ -19,11 +19,11 @@ from typing import Any, Sequence
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
-from .chat import ChatPrompt, build_chat_prompt, end_of_turn_ids
-from .data import Entry
+from ..core.context import ChatPrompt, build_chat_prompt, end_of_turn_ids
+from ..core.data import Entry
 from .grammar import ToolCallGrammar, name_text, vocab_index
-from .models import load_model, resolve_model
-from .pred_cache import adapter_hash, model_fingerprint
+from ..core.models import load_model, resolve_model
+from .cache import adapter_hash, model_fingerprint
 
 MODES = ("generate", "constrained", "rank")
 CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt against the context window
@@ -91,7 +91,7 @@ class HFBackend:
 
     def __init__(self, model: str, adapter: str | None = None, dtype: str | None = "auto", device: str | None = None):
         """``dtype``: ``"auto"`` (also for ``None``) = bf16 on CUDA and on CPUs with native bf16, else fp32
-        (:func:`~petool_lib.models.inference_dtype`); or a name such as ``"float32"``."""
+        (:func:`~petool_lib.core.models.inference_dtype`); or a name such as ``"float32"``."""
         self.model_name = model
         self.adapter = adapter
         self.model, self.tokenizer = load_model(model, adapter=adapter, dtype=dtype or "auto", device=device)

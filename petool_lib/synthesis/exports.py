@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .data import SETTINGS, Entry
-from .prompts import dumps
+from ..core.data import SETTINGS, Entry
+from ..core.prompts import dumps
 
 SETTING_LETTER = {"preferred": "p", "ratings": "r", "chronological": "c"}
 

@@ -1,7 +1,7 @@
 """The holdout against the official test set: what training data must not contain, and the leakage report.
 
 ``strict`` (default): no official test query appears anywhere in the training data (queries and history
-instructions, compared after :func:`~petool_lib.instructions.normalize_text`), and no functional group that
+instructions, compared after :func:`~petool_lib.synthesis.instructions.normalize_text`), and no functional group that
 contains an official test ground-truth API (or an API documented identically to one of those groups' members,
 such as the many Swagger-petstore clones) is a training target; those groups' APIs are also kept out of training
 histories and candidate lists. ``shared-pool`` follows the paper's shared tool pool: nothing is filtered, but the
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .catalog import Api
-from .data import Entry, find_test_file, load_test_set
+from ..core.data import Entry, find_test_file, load_test_set
 from .exports import sha256_file
 from .instructions import normalize_text
 

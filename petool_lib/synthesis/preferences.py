@@ -1,6 +1,6 @@
 """Step 3, preference construction: every user has a latent preference over the non-functional attributes.
 
-A user's weights ``w`` are drawn from a Dirichlet(``concentration``) over :data:`~petool_lib.understanding.ATTRIBUTES`
+A user's weights ``w`` are drawn from a Dirichlet(``concentration``) over :data:`~petool_lib.synthesis.understanding.ATTRIBUTES`
 (small concentrations give users who care about one or two attributes). Provider attribute vectors are z-scored
 per attribute over all providers, and the user's utility for a provider is
 

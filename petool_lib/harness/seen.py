@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data import Entry
+from ..core.data import Entry
 from .evaluate import score_rows, summarize
 
 MANIFEST_KEY = ("leakage", "official_gt_apis_as_train_targets")

@@ -14,9 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .data import SETTINGS, Entry  # noqa: E402
-from .plots import _save  # noqa: E402
-from .prompts import parse_prompt  # noqa: E402
+from ..core.data import SETTINGS, Entry  # noqa: E402
+from ..reporting.plots import _save  # noqa: E402
+from ..core.prompts import parse_prompt  # noqa: E402
 
 
 def _shares(dist: dict[str, int]) -> dict[int, float]:

@@ -33,7 +33,7 @@ _NONWORD = re.compile(r"[^0-9a-zA-Z]+")
 
 
 class TextEncoder(Protocol):
-    """What grouping needs from :class:`petool_lib.embeddings.Embedder`."""
+    """What grouping needs from :class:`petool_lib.core.embeddings.Embedder`."""
 
     backend: str
 
@@ -98,7 +98,7 @@ def embed_texts(texts: list[str], embedding: str = "auto", cache_dir: str | Path
             self._inner: Any = None
 
         def encode(self, items: list[str], show_progress: bool = False) -> np.ndarray:
-            from .embeddings import Embedder
+            from ..core.embeddings import Embedder
 
             self._inner = self._inner or Embedder(backend)
             return self._inner.encode(items)

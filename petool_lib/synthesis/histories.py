@@ -21,8 +21,8 @@ import statistics
 from collections import Counter
 from typing import Any, Sequence
 
-from .data import Entry, provider_of, split_tool_name
-from .prompts import HistoryItem, parse_prompt
+from ..core.data import Entry, provider_of, split_tool_name
+from ..core.prompts import HistoryItem, parse_prompt
 
 PROMPT_HISTORY_LIMIT = 20
 RATED0_COUNTS: dict[int, int] = {2: 194, 3: 107, 4: 19, 5: 680}

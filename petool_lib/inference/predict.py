@@ -2,15 +2,15 @@
 
 CLI::
 
-    python -m petool_lib.predict --test PATH --model MODEL [--adapter DIR] [--backend hf|openai]
+    python -m petool_lib.inference.predict --test PATH --model MODEL [--adapter DIR] [--backend hf|openai]
         [--setting all|preferred|ratings|chronological] [--limit N] [--mode generate|constrained|rank]
         [--max-prompt-tokens N] --out P.jsonl
 
 Rows are the harness's prediction format (``entry_id``, ``setting``, ``response``) plus ``mode``, ``latency_s``,
 ``prompt_tokens``, ``trimmed`` / ``trimmed_items`` (oldest history items dropped to fit the budget),
 ``over_budget``, ``error`` and mode-specific extras. ``--limit N`` takes the same seeded subset of N entry ids for
-every setting and every model (:func:`petool_lib.data.select_subset`). Predictions are cached as they are made
-(:mod:`petool_lib.pred_cache`): an interrupted run continues where it stopped, and its final file equals an
+every setting and every model (:func:`petool_lib.core.data.select_subset`). Predictions are cached as they are made
+(:mod:`petool_lib.inference.cache`): an interrupted run continues where it stopped, and its final file equals an
 uninterrupted run's (apart from wall-clock ``latency_s``).
 """
 
@@ -25,30 +25,30 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from .data import DataError, Entry, load_test_set, resolve_settings, select_subset
-from .decoding import MODES, DecodeConfig
-from .pred_cache import PredictionCache, cache_key, digest
+from ..core.data import DataError, Entry, load_test_set, resolve_settings, select_subset
+from .hf import MODES, DecodeConfig
+from .cache import PredictionCache, cache_key, digest
 
 
 def make_backend(
     backend: str, model: str, adapter: str | None = None, dtype: str | None = "auto", concurrency: int = 4,
     max_retries: int = 3, timeout: float = 60.0, max_tokens: int = 256, tokenizer: str | None = None,
 ) -> Any:
-    """``hf``: a local model via :class:`~petool_lib.decoding.HFBackend`; ``openai``: an endpoint."""
+    """``hf``: a local model via :class:`~petool_lib.inference.hf.HFBackend`; ``openai``: an endpoint."""
     if backend == "hf":
-        from .decoding import HFBackend
+        from .hf import HFBackend
 
         return HFBackend(model, adapter=adapter, dtype=dtype)
     if backend == "openai":
         if adapter:
             raise ValueError("--adapter applies to the hf backend only")
-        from .openai_backend import OpenAIBackend
+        from .openai_client import OpenAIBackend
 
         tok = None
         if tokenizer:
             from transformers import AutoTokenizer
 
-            from .models import resolve_model
+            from ..core.models import resolve_model
 
             tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
         return OpenAIBackend(model, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
@@ -190,7 +190,7 @@ def evaluate_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.predict", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.inference.predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
     ap.add_argument("--model", required=True, help="smollm2 | tiny | HF id or path | endpoint model name")
     ap.add_argument("--adapter", default=None, help="PEFT adapter directory applied on the base model (hf)")
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_rows(rows, args.out)
-    from .evaluate import evaluate_rows, format_table
+    from ..harness.evaluate import evaluate_rows, format_table
 
     print(format_table(evaluate_rows(entries, rows, resolve_settings(args.setting)), f"{args.out} (paper scoring)"))
     failed = sum(1 for r in rows if r.get("error"))

@@ -16,9 +16,9 @@ one (same config and data required) and the folder is removed after a successful
 
 CLI::
 
-    python -m petool_lib.train sft --data DIR --model MODEL --out OUT [--profile tiny|cpu|paper]
+    python -m petool_lib.training.train sft --data DIR --model MODEL --out OUT [--profile tiny|cpu|paper]
         [--backend auto|hf|unsloth] [--max-steps N]                       # -> OUT/sft
-    python -m petool_lib.train dpo --data DIR --model MODEL --adapter OUT/sft --out OUT2 ...   # -> OUT2/dpo
+    python -m petool_lib.training.train dpo --data DIR --model MODEL --adapter OUT/sft --out OUT2 ...   # -> OUT2/dpo
 
 Heavy imports (torch, transformers, trl, peft) stay inside functions: on the Unsloth path, ``unsloth`` must be
 imported before them.
@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .data import DataError
-from .prompts import PromptError, parse_prompt, trim_history
-from .train_config import (
+from ..core.data import DataError
+from ..core.prompts import PromptError, parse_prompt, trim_history
+from .config import (
     STAGES,
     StageConfig,
     dpo_config,
@@ -503,7 +503,7 @@ def sample_rows(entries: Sequence[Any], tokenizer: Any, cfg: StageConfig, n: int
 
 def compare_samples(entries: Sequence[Any], rows: Sequence[dict[str, Any]], **responses: list[str]) -> list[dict[str, Any]]:
     """One record per row: setting, query, ground truth and each named response with its paper-scoring verdict."""
-    from .scoring import score_response
+    from ..harness.scoring import score_response
 
     by_id = {e.entry_id: e for e in entries}
     out = []
@@ -533,7 +533,7 @@ def prepare_backend(requested: str = "auto") -> str:
     """Select the backend and, for Unsloth, import it now (before anything imports trl/transformers/peft)."""
     backend = select_backend(requested)
     if backend == "unsloth":
-        from . import unsloth_backend
+        from . import unsloth as unsloth_backend
 
         unsloth_backend.import_unsloth()
     return backend
@@ -709,13 +709,13 @@ def train_sft(
     cfg = stage_config(prof, "sft", max_steps=max_steps, **(overrides or {}))
     be = select_backend(backend)
     if be == "unsloth":
-        from . import unsloth_backend
+        from . import unsloth as unsloth_backend
 
         unsloth_backend.import_unsloth()  # before trl / transformers / peft
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from .models import resolve_model
+    from ..core.models import resolve_model
     from .trl_compat import ensure_fused_lm_head
 
     lm_head_fallback = ensure_fused_lm_head()
@@ -724,7 +724,7 @@ def train_sft(
     device = _device()
     base_path = resolve_model(model)
     if be == "unsloth":
-        from . import unsloth_backend
+        from . import unsloth as unsloth_backend
 
         policy, tok = unsloth_backend.load_for_sft(base_path, cfg, prof.load_in_4bit, seed)
         peft_cfg = None
@@ -807,12 +807,12 @@ def train_dpo(
     cfg = stage_config(prof, "dpo", max_steps=max_steps, **(overrides or {}))
     be = select_backend(backend)
     if be == "unsloth":
-        from . import unsloth_backend
+        from . import unsloth as unsloth_backend
 
         unsloth_backend.import_unsloth()
     from datasets import Dataset
 
-    from .models import resolve_model
+    from ..core.models import resolve_model
     from .trl_compat import ensure_fused_lm_head
 
     lm_head_fallback = ensure_fused_lm_head()
@@ -823,7 +823,7 @@ def train_dpo(
     device = _device()
     base_path = resolve_model(model)
     if be == "unsloth":
-        from . import unsloth_backend
+        from . import unsloth as unsloth_backend
 
         policy, tok = unsloth_backend.load_for_dpo(str(adapter), cfg, prof.load_in_4bit)
     else:
@@ -873,7 +873,7 @@ def train_dpo(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m petool_lib.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m petool_lib.training.train", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="stage", required=True)
     for stage in STAGES:
         s = sub.add_parser(stage, help=f"{stage.upper()} stage; writes OUT/{stage}")

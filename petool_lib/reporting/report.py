@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from .data import SETTINGS
-from .runs import read_metrics
+from ..core.data import SETTINGS
+from ..core.runs import read_metrics
 
 # Xu et al. 2025 (arXiv 2502.18980), rating-integrated setting: (Tool Acc, Param Acc) in percent.
 PUBLISHED_RATINGS: dict[str, tuple[float, float]] = {

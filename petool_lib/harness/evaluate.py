@@ -2,7 +2,7 @@
 
 CLI::
 
-    python -m petool_lib.evaluate --test PATH --predictions P.jsonl [--setting all] [--scoring paper|robust] [--json]
+    python -m petool_lib.harness.evaluate --test PATH --predictions P.jsonl [--setting all] [--scoring paper|robust] [--json]
 
 The denominator is always every test entry of the setting: a missing prediction counts as wrong.
 """
@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from .data import DataError, Entry, load_test_set, normalize_setting, resolve_settings
+from ..core.data import DataError, Entry, load_test_set, normalize_setting, resolve_settings
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
 HISTORY_BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
@@ -168,7 +168,7 @@ def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.harness.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
     ap.add_argument("--predictions", required=True, help="JSONL prediction file")
     ap.add_argument("--setting", default="all", help="all | preferred | ratings | chronological (or p/r/c)")

@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from .chat import ChatPrompt, build_chat_prompt
-from .data import Entry
+from ..core.context import ChatPrompt, build_chat_prompt
+from ..core.data import Entry
 
 
 class MalformedReply(RuntimeError):

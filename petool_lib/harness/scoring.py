@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .data import Entry
+from ..core.data import Entry
 
 # The reference evaluation's pattern, searched without DOTALL.
 PAPER_PATTERN = re.compile(r'\{.*"tool_name":\s*".*?",\s*"parameters":\s*\{.*?\}\}')

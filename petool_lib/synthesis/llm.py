@@ -281,7 +281,7 @@ class HFBackend(LLMBackend):
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from .models import load_model
+            from ..core.models import load_model
 
             model, tok = load_model(self.model, device="cpu")
             tok.padding_side = "left"

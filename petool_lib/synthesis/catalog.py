@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from .data import Entry, api_full_name, split_tool_name
+from ..core.data import Entry, api_full_name, split_tool_name
 
 SAMPLE_PACKAGE_DIR = "resources/sample_tools"
 PARAM_KEYS = ("name", "type", "description", "default")
@@ -296,7 +296,7 @@ def load_official_catalog(entries: Iterable[Entry]) -> Catalog:
     targets. Every history call also becomes an example of its API (instruction + parameters), as in the official
     histories, where each item is an API's example scenario.
     """
-    from .prompts import parse_prompt
+    from ..core.prompts import parse_prompt
 
     entries = list(entries)
     docs: dict[str, dict[str, Any]] = {}

@@ -6,11 +6,11 @@ temperature 0.1 and up to 256 new tokens, the response being the decoded output 
 
 CLI::
 
-    python -m petool_lib.bench --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
+    python -m petool_lib.benchmarks.predict --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
         [--dtype auto] [--ref-dtype float32] [--no-same-dtype-reference]
 
 Precision: the predictor runs in ``--dtype`` (``auto``: bf16 on a CPU with native bf16, else fp32; see
-:func:`~petool_lib.models.inference_dtype`). The reference loop runs in ``--ref-dtype`` (default float32, the dtype a
+:func:`~petool_lib.core.models.inference_dtype`). The reference loop runs in ``--ref-dtype`` (default float32, the dtype a
 plain ``from_pretrained`` gives for the fp32 SmolLM2 checkpoint), and, when the two differ, a second time in the
 predictor's dtype (phase ``reference_<dtype>``), so the gain from the precision alone is visible.
 
@@ -38,12 +38,12 @@ import psutil
 import torch
 from tqdm.auto import tqdm
 
-from .chat import end_of_turn_ids, make_messages
-from .data import SETTINGS, Entry, load_test_set, select_subset
-from .decoding import MODES, DecodeConfig, HFBackend
-from .evaluate import score_rows
-from .models import cpu_has_native_bf16
-from .predict import predict, write_rows
+from ..core.context import end_of_turn_ids, make_messages
+from ..core.data import SETTINGS, Entry, load_test_set, select_subset
+from ..inference.hf import MODES, DecodeConfig, HFBackend
+from ..harness.evaluate import score_rows
+from ..core.models import cpu_has_native_bf16
+from ..inference.predict import predict, write_rows
 
 
 class PeakRSS:
@@ -263,7 +263,7 @@ def run_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.benchmarks.predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="outputs/bench.json")
     ap.add_argument("--n", type=int, default=30, help="number of fixed official prompts")
     ap.add_argument("--model", default="smollm2")

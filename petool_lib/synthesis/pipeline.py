@@ -3,14 +3,14 @@ histories -> instructions -> SFT / DPO / test files in the official format (note
 
 CLI::
 
-    python -m petool_lib.synthesize --tools sample|official|PATH --out DIR [--backend offline|openai|hf] [--seed N]
+    python -m petool_lib.synthesis.pipeline --tools sample|official|PATH --out DIR [--backend offline|openai|hf] [--seed N]
         [--train N] [--test N] [--holdout strict|shared-pool] [--test-set PATH] [--model NAME] [--dry-run]
 
 ``--train`` counts examples per setting: every synthesized entry carries all three settings' prompts, as the
 official test entries do. Same inputs and seed give byte-identical files (no timestamps or absolute paths inside).
-Each step is documented in its module: :mod:`~petool_lib.catalog`, :mod:`~petool_lib.understanding`,
-:mod:`~petool_lib.grouping`, :mod:`~petool_lib.preferences`, :mod:`~petool_lib.histories`,
-:mod:`~petool_lib.instructions`, :mod:`~petool_lib.holdout`, :mod:`~petool_lib.exports`.
+Each step is documented in its module: :mod:`~petool_lib.synthesis.catalog`, :mod:`~petool_lib.synthesis.understanding`,
+:mod:`~petool_lib.synthesis.grouping`, :mod:`~petool_lib.synthesis.preferences`, :mod:`~petool_lib.synthesis.histories`,
+:mod:`~petool_lib.synthesis.instructions`, :mod:`~petool_lib.synthesis.holdout`, :mod:`~petool_lib.synthesis.exports`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .catalog import Api, Catalog, load_catalog
-from .data import SETTINGS, Entry
+from ..core.data import SETTINGS, Entry
 from .exports import (dpo_rows, file_hashes, sft_rows, write_hf, write_json, write_jsonl, write_llamafactory)
 from .grouping import (DEFAULT_MAX_SIZE, Group, api_text, embed_texts, group_apis, nearest_neighbours,
                        pairwise_agreement, size_distribution)
@@ -44,7 +44,7 @@ from .instructions import (Instruction, action_phrase, build_pools, mask_provide
 from .instructions import plan_requests as plan_instruction_requests
 from .llm import BACKENDS, LLMBackend, make_backend
 from .preferences import PreferenceModel, User
-from .prompts import HistoryItem, render_prompt
+from ..core.prompts import HistoryItem, render_prompt
 from .understanding import derived_share, provider_profiles, understand
 from .understanding import plan_requests as plan_understanding_requests
 
@@ -302,7 +302,7 @@ class Synthesizer:
 
 def _split_groups(cfg: SynthConfig, groups: list[Group], catalog: Catalog, ref: OfficialReference | None
                   ) -> tuple[list[Group], list[Group], list[Group]]:
-    """(train targets, test targets, blocked) -- see :mod:`petool_lib.holdout`."""
+    """(train targets, test targets, blocked) -- see :mod:`petool_lib.synthesis.holdout`."""
     eligible = [g for g in groups if all(catalog.by_name[m].documented for m in g.members)]
     blocked: list[Group] = []
     if cfg.holdout == "strict" and ref is not None:
@@ -616,7 +616,7 @@ def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.synthesize", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.synthesis.pipeline", description=__doc__.split("\n\n")[0])
     ap.add_argument("--tools", default="sample", help="sample | official | path to a ToolBench-format tool directory")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--backend", default="offline", choices=BACKENDS)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from .data import Entry
+from ..core.data import Entry
 from .evaluate import load_predictions, score_rows, slices
-from .prompts import parse_prompt
+from ..core.prompts import parse_prompt
 
 SEVERITY = {"missing": 0, "invalid_format": 1, "tool_hallucination": 2, "functionality_mismatch": 3,
             "preference_mismatch": 4, "param_name_mismatch": 5, "param_value_mismatch": 6, "correct": 7}

@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .data import SETTINGS  # noqa: E402
-from .scoring import ERROR_CATEGORIES  # noqa: E402
+from ..core.data import SETTINGS  # noqa: E402
+from ..harness.scoring import ERROR_CATEGORIES  # noqa: E402
 
 _COLORS = {
     "correct": "#2ca02c", "param_value_mismatch": "#98df8a", "param_name_mismatch": "#bcbd22",

@@ -23,7 +23,7 @@ _ALIASES = {
 }
 TEST_FILENAME = "user_entries_test.json"
 HF_DATASET = "travisxu/PEToolBench"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DataError(ValueError):

@@ -16,7 +16,7 @@ should beat.
 
 CLI::
 
-    python -m petool_lib.baselines --test PATH --method random|functional|history --out P.jsonl [--setting all]
+    python -m petool_lib.harness.baselines --test PATH --method random|functional|history --out P.jsonl [--setting all]
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import DataError, Entry, load_test_set, provider_of, resolve_settings, split_tool_name
-from .embeddings import Embedder
+from ..core.data import DataError, Entry, load_test_set, provider_of, resolve_settings, split_tool_name
+from ..core.embeddings import Embedder
 from .evaluate import write_predictions
-from .prompts import Prompt, parse_prompt
+from ..core.prompts import Prompt, parse_prompt
 
 METHODS = ("random", "functional", "history")
 SAME_JOB_THRESHOLD = 0.9  # cosine similarity of "api name: description" above which candidates do the same job
@@ -222,7 +222,7 @@ def predict_baseline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.baselines", description="Prompt-only baselines.")
+    ap = argparse.ArgumentParser(prog="python -m petool_lib.harness.baselines", description="Prompt-only baselines.")
     ap.add_argument("--test", default=None)
     ap.add_argument("--method", required=True, choices=METHODS)
     ap.add_argument("--out", required=True)
