@@ -28,7 +28,7 @@ from petool_lib.training.config import (
     unsloth_peft_kwargs,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("requested,cuda,unsloth,expected", [
