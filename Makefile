@@ -7,12 +7,13 @@ RUN    ?= $(PROFILE)
 STAMP  := $(VENV)/.petool-installed
 BENCH_N ?= 30
 
-.PHONY: help venv kernel reproduce test test-slow bench bench-train lint-notebooks clean-outputs
+.PHONY: help venv kernel reproduce test test-slow test-gpu bench bench-train lint-notebooks clean-outputs
 
 help:
 	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/"
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
+	@echo "make test-gpu    CUDA smoke of training + prediction with the tiny model (needs a GPU)"
 	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
 
@@ -29,7 +30,7 @@ kernel: venv
 	$(BIN)/python -m ipykernel install --user --name petool --display-name "Python (petool)"
 
 reproduce: kernel
-	$(BIN)/python -m petool_lib.reproduce --profile configs/$(PROFILE).yaml --run $(RUN) --kernel petool \
+	$(BIN)/python -m petool_lib reproduce --profile configs/$(PROFILE).yaml --run $(RUN) --kernel petool \
 		$(if $(filter cpu,$(RUN)),--readme README.md,)
 
 test: venv
@@ -38,11 +39,14 @@ test: venv
 test-slow: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
+test-gpu: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu
+
 bench: venv
-	$(BIN)/python -m petool_lib.benchmarks.predict --out outputs/bench.json --n $(BENCH_N)
+	$(BIN)/python -m petool_lib bench --out outputs/bench.json --n $(BENCH_N)
 
 bench-train: venv
-	$(BIN)/python -m petool_lib.benchmarks.train --out outputs/bench_train.json
+	$(BIN)/python -m petool_lib bench-train --out outputs/bench_train.json
 
 lint-notebooks: venv
 	$(BIN)/nbstripout --verify notebooks/*.ipynb

@@ -11,9 +11,9 @@ import sys
 
 # command -> (module with a ``main(argv)``, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synthesize": ("petool_lib.synthesis.pipeline", "tool preparation + history synthesis -> training/test data"),
-    "train": ("petool_lib.training.train", "LoRA SFT or DPO on synthesized rows"),
-    "predict": ("petool_lib.inference.predict", "a model's responses on the official test set"),
+    "synthesize": ("petool_lib.synthesis.cli", "tool preparation + history synthesis -> training/test data"),
+    "train": ("petool_lib.training.cli", "LoRA SFT or DPO on synthesized rows"),
+    "predict": ("petool_lib.inference.predictions", "a model's responses on the official test set"),
     "baselines": ("petool_lib.harness.baselines", "prompt-only baselines (random, functional, history)"),
     "evaluate": ("petool_lib.harness.evaluate", "score a predictions file (paper or robust scoring)"),
     "bench": ("petool_lib.benchmarks.predict", "predictor vs a reference-style generation loop"),

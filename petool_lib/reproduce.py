@@ -2,7 +2,8 @@
 
     python -m petool_lib.reproduce --profile configs/cpu.yaml [--run NAME] [--only 05,06]
 
-Parameters are the flat profile YAML (what ``papermill -f`` would pass) plus ``run_dir``. The executed notebooks
+Parameters are the profile YAML's top-level keys (what ``papermill -f`` would pass, less the ``training:`` section)
+plus ``run_dir`` and ``train_profile`` (the profile's path). The executed notebooks
 go to ``<run>/notebooks/``; ``<run>/manifest.json`` records the profile, parameters, git commit, package
 versions and per-stage wall times. A failing notebook stops the run with a non-zero exit (the manifest says
 which stage failed).
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from .core.data import REPO_ROOT
+from .core.io import write_json
 from .core.runs import run_path
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -37,13 +39,18 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return [p for p in found if not only or p.name[:2] in only]
 
 
+INJECTED = ("run_dir", "train_profile")  # parameters reproduce adds itself; passed only where a notebook declares them
+LIBRARY_KEYS = ("training",)  # profile mappings the library reads itself (petool_lib.training), not notebook parameters
+
+
 def load_profile(path: str | Path) -> dict[str, Any]:
-    """A flat profile YAML (``configs/<profile>.yaml``)."""
+    """The notebook parameters of a profile YAML (``configs/<profile>.yaml``): every top-level key except the
+    :data:`LIBRARY_KEYS` sections, which notebooks 03-04 load through ``train_profile`` (the profile's own path)."""
     with open(path, encoding="utf-8") as fh:
         params = yaml.safe_load(fh) or {}
     if not isinstance(params, dict):
         raise ValueError(f"{path}: a profile must be a mapping of parameter names to values")
-    return params
+    return {k: v for k, v in params.items() if k not in LIBRARY_KEYS}
 
 
 def git_commit() -> dict[str, Any]:
@@ -92,7 +99,7 @@ def split_parameters(params: dict[str, Any], nbs: list[Path], profile: str | Pat
     """Each notebook gets the profile keys it declares; a key that no notebook declares is a typo: error."""
     declared = {nb: notebook_parameters(nb) for nb in nbs}
     known = set().union(*declared.values())
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(params) - known - set(INJECTED))
     if unknown and len(nbs) == len(notebooks()):
         raise ValueError(f"{profile}: no notebook declares the parameter(s) {unknown}; "
                          f"known: {sorted(known)}")
@@ -105,9 +112,10 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
     import papermill as pm
 
     params = load_profile(profile)
-    run_name = run or str(params.get("profile") or Path(profile).stem)
+    run_name = run or Path(profile).stem
     run_dir = run_path(REPO_ROOT / "outputs" / run_name if not Path(run_name).is_absolute() else run_name)
     params["run_dir"] = str(run_dir)
+    params["train_profile"] = str(Path(profile).resolve())  # notebooks 03-04 load its training: section
     kernel = kernel or ensure_kernel()
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +133,7 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
     for nb in nbs:
         t0 = time.perf_counter()
         manifest["stages"][nb.stem] = {"status": "running"}
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        write_json(manifest_path, manifest, indent=2)
         print(f"== {nb.name} -> {out_dir / nb.name}", flush=True)
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=per_notebook[nb], kernel_name=kernel,
@@ -134,12 +142,12 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
             manifest["stages"][nb.stem] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),
                                            "error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
             manifest["status"] = f"failed at {nb.name}"
-            manifest_path.write_text(json.dumps(manifest, indent=2))
+            write_json(manifest_path, manifest, indent=2)
             raise
         manifest["stages"][nb.stem] = {"status": "ok", "seconds": round(time.perf_counter() - t0, 1)}
     manifest["status"] = "ok"
     manifest["total_seconds"] = round(sum(s.get("seconds", 0) for s in manifest["stages"].values()), 1)
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    write_json(manifest_path, manifest, indent=2)
     return run_dir
 
 

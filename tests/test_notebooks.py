@@ -45,8 +45,30 @@ def test_papermill_sees_every_parameter(path):
     assert declared == seen, f"{path.name}: papermill cannot parse {sorted(declared - seen)}"
 
 
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_parameter_defaults_mirror_the_tiny_profile(path):
+    """A notebook opened by hand runs like the test suite's tiny run: each parameter that configs/tiny.yaml sets
+    has the same default in the parameters cell (run_dir aside), and every parameter is used by the notebook."""
+    import ast
+
+    import yaml
+
+    tiny = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    nb = nbformat.read(path, as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    rest = "\n".join(c for c in cells if c != params.source)
+    for node in ast.parse(params.source).body:
+        name = node.targets[0].id
+        value = ast.literal_eval(node.value)
+        if name in tiny:
+            assert value == tiny[name], f"{path.name}: {name} = {value!r}, configs/tiny.yaml has {tiny[name]!r}"
+        used = {n.id for n in ast.walk(ast.parse(rest)) if isinstance(n, ast.Name)}
+        assert name in used, f"{path.name}: parameter {name} is declared but no cell uses it"
+
+
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, official_path):  # the notebooks read the official test set: skip without it
     run_dir = tmp_path_factory.mktemp("reproduce") / "tiny"
     return reproduce(REPO / "configs" / "tiny.yaml", str(run_dir), kernel=None, progress=False)
 
@@ -55,7 +77,7 @@ def test_tiny_chain_runs_every_notebook(tiny_run):
     manifest = json.loads((tiny_run / "manifest.json").read_text())
     assert manifest["status"] == "ok"
     assert [k for k, v in manifest["stages"].items() if v["status"] == "ok"] == EXPECTED
-    assert manifest["parameters"]["profile"] == "tiny" and manifest["packages"]["torch"]
+    assert Path(manifest["run"]).name == "tiny" and manifest["profile"].endswith("tiny.yaml") and manifest["packages"]["torch"]
     assert "commit" in manifest["git"]
     for stem in EXPECTED:
         assert (tiny_run / "notebooks" / f"{stem}.ipynb").is_file()

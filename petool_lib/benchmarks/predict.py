@@ -4,9 +4,9 @@ The reference-style loop mirrors the authors' ``run_experiment.py``: one prompt 
 tokenized with right-side truncation at 4,000 tokens (which can cut the query), ``generate`` with sampling at
 temperature 0.1 and up to 256 new tokens, the response being the decoded output after the decoded prompt.
 
-CLI::
+CLI (``python -m petool_lib.benchmarks.predict`` runs the same)::
 
-    python -m petool_lib.benchmarks.predict --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
+    python -m petool_lib bench --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
         [--dtype auto] [--ref-dtype float32] [--no-same-dtype-reference]
 
 Precision: the predictor runs in ``--dtype`` (``auto``: bf16 on a CPU with native bf16, else fp32; see
@@ -40,10 +40,9 @@ from tqdm.auto import tqdm
 
 from ..core.context import end_of_turn_ids, make_messages
 from ..core.data import SETTINGS, Entry, load_test_set, select_subset
-from ..inference.hf import MODES, DecodeConfig, HFBackend
-from ..harness.evaluate import score_rows
 from ..core.models import cpu_has_native_bf16
-from ..inference.predict import predict, write_rows
+from ..harness.evaluate import score_rows
+from ..inference import MODES, DecodeConfig, HFPredictor, predict, write_rows
 
 
 class PeakRSS:
@@ -79,22 +78,22 @@ def bench_items(entries: Sequence[Entry], n: int, seed: int = 0) -> list[tuple[s
 
 
 def reference_loop(
-    backend: HFBackend, items: Sequence[tuple[str, Entry]], max_length: int = 4000, max_new_tokens: int = 256,
+    predictor: HFPredictor, items: Sequence[tuple[str, Entry]], max_length: int = 4000, max_new_tokens: int = 256,
     temperature: float = 0.1, seed: int = 0, progress: bool = True,
 ) -> list[dict[str, Any]]:
     """The reference evaluation's loop: one prompt at a time, right truncation, sampled ``generate``."""
-    model, tok = backend.model, backend.tokenizer
+    model, tok = predictor.model, predictor.tokenizer
     torch.manual_seed(seed)
     rows = []
     for s, e in tqdm(items, desc="reference loop", disable=not progress):
         t0 = time.perf_counter()
         prompt = tok.apply_chat_template(make_messages(e.prompts[s], e.query), tokenize=False,
                                          add_generation_prompt=True)
-        inputs = tok(prompt, truncation=True, max_length=max_length, return_tensors="pt").to(backend.device)
+        inputs = tok(prompt, truncation=True, max_length=max_length, return_tensors="pt").to(predictor.device)
         truncated_text = tok.decode(inputs["input_ids"][0], skip_special_tokens=True)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                 eos_token_id=end_of_turn_ids(tok), pad_token_id=backend.pad_id)
+                                 eos_token_id=end_of_turn_ids(tok), pad_token_id=predictor.pad_id)
         response = tok.decode(out[0], skip_special_tokens=True)[len(truncated_text):]
         rows.append({"entry_id": e.entry_id, "setting": s, "response": response, "mode": "reference",
                      "latency_s": round(time.perf_counter() - t0, 4), "prompt_tokens": int(inputs["input_ids"].shape[1]),
@@ -206,18 +205,19 @@ def run_bench(
     entries = load_test_set(test)
     items = bench_items(entries, n, seed)
     chosen = list({e.entry_id: e for _, e in items}.values())
-    backend = HFBackend(model, dtype=dtype)
-    ref_dtype = ref_dtype or backend.dtype
+    predictor = HFPredictor(model, dtype=dtype)
+    ref_dtype = ref_dtype or predictor.dtype
     cfg = cfg or DecodeConfig()
-    same_ref = "reference" if ref_dtype == backend.dtype else f"reference_{backend.dtype}"
+    same_ref = "reference" if ref_dtype == predictor.dtype else f"reference_{predictor.dtype}"
     result: dict[str, Any] = {
         "config": {"model": model, "n": len(items), "seed": seed, "modes": list(modes),
-                   "max_prompt_tokens": max_prompt_tokens, "decode": cfg.__dict__, "dtype": backend.dtype,
+                   "max_prompt_tokens": max_prompt_tokens, "decode": cfg.__dict__, "dtype": predictor.dtype,
                    "reference": {"max_length": ref_max_length, "max_new_tokens": ref_max_new_tokens,
                                  "temperature": 0.1, "do_sample": True, "truncation": "right", "dtype": ref_dtype},
                    "entry_ids": [e.entry_id for e in chosen]},
         "machine": {"cpus": torch.get_num_threads(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-                    "torch": torch.__version__, "device": str(backend.device), "cpu_native_bf16": cpu_has_native_bf16()},
+                    "torch": torch.__version__, "device": str(predictor.device),
+                    "cpu_native_bf16": cpu_has_native_bf16()},
         "phases": {}, "speedup": {},
     }
     all_rows: dict[str, list[dict[str, Any]]] = {}
@@ -235,24 +235,24 @@ def run_bench(
     def ours(mode: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for s, es in by_setting.items():
-            rows += predict(es, backend, [s], mode, cfg, max_prompt_tokens, cache=None, progress=progress,
+            rows += predict(es, predictor, [s], mode, cfg, max_prompt_tokens, cache=None, progress=progress,
                             desc=f"{mode} {s}")
         return rows
 
-    def ref_loop(b: HFBackend) -> list[dict[str, Any]]:
+    def ref_loop(b: HFPredictor) -> list[dict[str, Any]]:
         return reference_loop(b, items, ref_max_length, ref_max_new_tokens, seed=seed, progress=progress)
 
-    def ref_backend() -> HFBackend:
-        nonlocal backend
-        if backend.dtype != ref_dtype:
-            backend = HFBackend(model, dtype=ref_dtype)  # the predictor's copy is no longer needed
-        return backend
+    def ref_predictor() -> HFPredictor:
+        nonlocal predictor
+        if predictor.dtype != ref_dtype:
+            predictor = HFPredictor(model, dtype=ref_dtype)  # the copy in the predictor's dtype is no longer needed
+        return predictor
 
     phases: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [(m, (lambda m=m: ours(m))) for m in modes]
     if reference and same_ref != "reference" and same_dtype_reference:
-        phases.append((same_ref, lambda: ref_loop(backend)))
+        phases.append((same_ref, lambda: ref_loop(predictor)))
     if reference:
-        phases.append(("reference", lambda: ref_loop(ref_backend())))
+        phases.append(("reference", lambda: ref_loop(ref_predictor())))
     for name, fn in phases:
         res, rows = run_phase(fn, items)
         result["phases"][name] = res
@@ -263,7 +263,7 @@ def run_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.benchmarks.predict", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m petool_lib bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="outputs/bench.json")
     ap.add_argument("--n", type=int, default=30, help="number of fixed official prompts")
     ap.add_argument("--model", default="smollm2")

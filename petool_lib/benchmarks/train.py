@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.io import read_json, write_json
+
 VARIANTS: dict[str, tuple[str, ...]] = {
     "sft": ("cpu-profile", "trl-defaults+lora", "trl-defaults-full"),
     "dpo": ("cpu-profile", "trl-defaults+lora"),
@@ -39,12 +41,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 def bench_rows(model: str, n: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """SFT and DPO rows from official entries, trimmed like the ``cpu`` profile (same rows for every variant)."""
-    from ..core.data import load_test_set
-    from ..core.models import resolve_model
-    from ..training.train import _load_tokenizer, official_rows, prepare_rows
-    from ..training.config import stage_config
+    from ..core import load_test_set, resolve_model
+    from ..training import load_tokenizer, load_training_profile, official_rows, prepare_rows, stage_config
 
-    tok = _load_tokenizer(resolve_model(model))
+    tok = load_tokenizer(resolve_model(model))
     entries = load_test_set()
     sft_all = official_rows(entries)
     dpo_all = []
@@ -54,8 +54,9 @@ def bench_rows(model: str, n: int, seed: int = 0) -> dict[str, list[dict[str, An
             rejected = json.dumps(dict(e.ground_truth, tool_name=others[0]), ensure_ascii=False)
             dpo_all.append({"prompt": row["prompt"], "chosen": row["completion"],
                             "rejected": [{"role": "assistant", "content": rejected}], "setting": row["setting"]})
-    sft, _ = prepare_rows(sft_all, "sft", tok, stage_config("cpu", "sft", max_examples=n), seed)
-    dpo, _ = prepare_rows(dpo_all, "dpo", tok, stage_config("cpu", "dpo", max_examples=n), seed)
+    cpu = load_training_profile("cpu")
+    sft, _ = prepare_rows(sft_all, "sft", tok, stage_config(cpu, "sft", max_examples=n), seed)
+    dpo, _ = prepare_rows(dpo_all, "dpo", tok, stage_config(cpu, "dpo", max_examples=n), seed)
     return {"sft": sft, "dpo": dpo}
 
 
@@ -65,14 +66,14 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    from ..core.models import resolve_model
-    from ..training.train import _load_hf_base, _load_tokenizer, _make_monitor
-    from ..training.config import dpo_kwargs, lora_config, sft_kwargs, stage_config
+    from ..core import resolve_model
+    from ..training import (ResourceMonitor, dpo_kwargs, load_base_model, load_tokenizer, lora_config, sft_kwargs,
+                            stage_config)
     from ..training.trl_compat import ensure_fused_lm_head
 
     ensure_fused_lm_head()
     path = resolve_model(model)
-    tok = _load_tokenizer(path)
+    tok = load_tokenizer(path)
     cfg = stage_config("cpu", stage, max_steps=steps)
     # one deviation from TRL's defaults: max_length=None. The default 1024 truncates the ~1.25k-token rows from the
     # end, which cuts every completion away, and TRL then drops all rows (nothing left to train on).
@@ -85,10 +86,10 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
         kwargs = common
     args = (SFTConfig if stage == "sft" else DPOConfig)(**kwargs)
     peft = None if variant == "trl-defaults-full" else lora_config(cfg.lora)
-    monitor = _make_monitor()
+    monitor = ResourceMonitor()
     trainer_cls = SFTTrainer if stage == "sft" else DPOTrainer
-    trainer = trainer_cls(model=_load_hf_base(path, "cpu"), args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tok, peft_config=peft, callbacks=[monitor])
+    trainer = trainer_cls(model=load_base_model(path, "cpu"), args=args, train_dataset=Dataset.from_list(rows),
+                          processing_class=tok, peft_config=peft, callbacks=[monitor.callback()])
     try:
         trainer.train()
     finally:
@@ -108,9 +109,8 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
+    from ..core.figures import save_figure  # first: it selects the headless backend
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = [f"{r['stage']}\n{r['variant']}" for r in results]
@@ -126,10 +126,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path:
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
     fig.suptitle("Training throughput: cpu profile vs TRL defaults (same rows, CPU)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.variant:  # worker: one variant in a fresh process
         stage, variant = args.variant
-        rows = json.loads(Path(args.rows).read_text())
+        rows = read_json(args.rows)
         with tempfile.TemporaryDirectory() as wd:
             res = run_variant(stage, variant, rows, args.model, args.steps, args.seed, wd)
         print("RESULT " + json.dumps(res))
@@ -165,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as td:
         for stage in stages:
             rows_path = Path(td) / f"{stage}.json"
-            rows_path.write_text(json.dumps(rows[stage], ensure_ascii=False))
+            write_json(rows_path, rows[stage])
             for variant in VARIANTS[stage]:
                 print(f"[bench-train] {stage} / {variant}: {args.steps} steps ...", flush=True)
                 cmd = [sys.executable, "-m", "petool_lib.benchmarks.train", "--variant", stage, variant, "--rows",
@@ -190,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(time.time() - t0, 1),
         "results": results,
     }
-    out.write_text(json.dumps(report, indent=1))
+    write_json(out, report, indent=1)
     ok = [r for r in results if "error" not in r]
     if ok:
         plot(ok, out.with_suffix(".png"))

@@ -1,21 +1,33 @@
-"""Chat messages for one (entry, setting) and prompt-budget trimming.
+"""Chat messages for one (entry, setting), fitted to a prompt budget.
 
 As in the reference evaluation, the setting's system prompt is the system message and the query is the user message,
-rendered through the model's chat template. When the templated prompt exceeds ``max_prompt_tokens``, the OLDEST
-interaction-history items are dropped (``prompts.trim_history``) until it fits; the task text, the candidate tools,
-the output-format instructions and the query are never cut (the reference's right-side truncation at 4,000 tokens
-cut the query). A prompt that does not fit even with an empty history is kept whole and flagged ``over_budget``.
+rendered through the model's chat template. A prompt within ``max_prompt_tokens`` is passed through byte-identical.
+Over budget, two context modes:
+
+- ``oldest`` (the reference behaviour): the OLDEST interaction-history items are dropped until it fits; a prompt
+  that does not fit even with an empty history is kept whole and flagged ``over_budget``.
+- ``evidence`` (:func:`fit_prompt`): the history items that carry evidence for this candidate list (same provider or
+  same API name as a candidate) are kept first, then the items most related to the query; kept items keep their
+  order and ratings. If the candidates alone are too long, their free-text descriptions are shortened.
+
+The task text, the candidate tools (names, parameter names, types, defaults), the output-format instructions and
+the query are never cut (the reference's right-side truncation at 4,000 tokens cut the query).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
-from .data import Entry, normalize_setting
-from .prompts import PromptError, parse_prompt, trim_history
+from .data import Entry, normalize_setting, provider_of, split_tool_name
+from .prompts import HistoryItem, Prompt, PromptError, parse_prompt, trim_history
+
+CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest")
+_WORD = re.compile(r"[0-9a-z]+")
+ELLIPSIS = "..."
 
 # Tokens that end an assistant turn in common chat templates (only those present in a vocabulary are used).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
@@ -73,12 +85,16 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
 
 
 def build_chat_prompt(
-    entry: Entry, setting: str, tokenizer: Any = None, max_prompt_tokens: int | None = None
+    entry: Entry, setting: str, tokenizer: Any = None, max_prompt_tokens: int | None = None, context: str = "oldest"
 ) -> ChatPrompt:
-    """Messages for ``entry`` under ``setting``; with a tokenizer, token ids trimmed to ``max_prompt_tokens``.
+    """Messages for ``entry`` under ``setting``; with a tokenizer, token ids fitted to ``max_prompt_tokens``.
 
-    Without a tokenizer the prompt is returned untouched (no budget can be measured).
+    ``context="oldest"`` drops the oldest history items (the reference behaviour; a prompt still too long is kept
+    whole and flagged ``over_budget``); ``"evidence"`` uses :func:`fit_prompt` and records its
+    :class:`ContextReport` in ``extra["context"]``. Without a tokenizer the prompt is returned untouched.
     """
+    if context not in CONTEXT_MODES:
+        raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXT_MODES}")
     setting = normalize_setting(setting)
     system = entry.prompts[setting]
     messages = make_messages(system, entry.query)
@@ -90,16 +106,172 @@ def build_chat_prompt(
         try:
             parsed = parse_prompt(system, setting)
         except PromptError as exc:
-            raise PromptError(f"entry {entry.entry_id} ({setting}): cannot trim the prompt: {exc}") from exc
+            raise PromptError(f"entry {entry.entry_id} ({setting}): cannot fit the prompt: {exc}") from exc
 
-        def fits(text: str) -> bool:
-            return len(template_ids(tokenizer, make_messages(text, entry.query))) <= max_prompt_tokens
+        def count(text: str) -> int:
+            return len(template_ids(tokenizer, make_messages(text, entry.query)))
 
-        trimmed, dropped = trim_history(parsed, fits)
-        cp.messages = make_messages(trimmed.render(), entry.query)
-        cp.trimmed_items = dropped
+        if context == "evidence":
+            fitted, report = fit_prompt(parsed, entry.query, count, max_prompt_tokens, "evidence")
+            cp.trimmed_items = report.dropped_items
+            cp.extra["context"] = report.to_dict()
+        else:
+            fitted, cp.trimmed_items = trim_history(parsed, lambda text: count(text) <= max_prompt_tokens)
+        cp.messages = make_messages(fitted.render(), entry.query)
         ids = template_ids(tokenizer, cp.messages)
         cp.over_budget = len(ids) > max_prompt_tokens
     cp.input_ids = ids
     cp.prompt_tokens = len(ids)
     return cp
+
+
+# --- evidence-aware context -------------------------------------------------------------------------------------
+
+
+def _api_of(name: str) -> str:
+    try:
+        return split_tool_name(name)[2]
+    except ValueError:
+        return ""
+
+
+def _provider(name: str) -> str:
+    try:
+        return provider_of(name)
+    except ValueError:
+        return ""
+
+
+def evidence_items(prompt: Prompt) -> list[int]:
+    """Indices of the history items that carry evidence for THIS candidate list: the item's tool comes from one of
+    the candidates' providers, or has the same API name as a candidate (another provider's version of it)."""
+    providers = {_provider(n) for n in prompt.candidate_names} - {""}
+    apis = {_api_of(n) for n in prompt.candidate_names} - {""}
+    return [i for i, h in enumerate(prompt.history)
+            if _provider(h.tool_name) in providers or _api_of(h.tool_name) in apis]
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def relatedness(query: str, item: HistoryItem) -> float:
+    """Word-set Jaccard similarity of the query and the item's instruction plus tool name (cheap, deterministic)."""
+    a, b = _words(query), _words(item.instruction + " " + item.tool_name)
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def history_priority(prompt: Prompt, query: str) -> list[int]:
+    """History indices in the order they are kept under a budget: evidence items newest first, then the others by
+    relatedness to the query (ties: newest first)."""
+    ev = evidence_items(prompt)
+    ev_set = set(ev)
+    rest = [i for i in range(len(prompt.history)) if i not in ev_set]
+    rest.sort(key=lambda i: (-relatedness(query, prompt.history[i]), -i))
+    return sorted(ev, reverse=True) + rest
+
+
+def _cut(text: Any, limit: int) -> Any:
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return text[:limit].rstrip() + ELLIPSIS if limit > 0 else ""
+
+
+def shorten_descriptions(candidates: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Candidates with every tool and parameter description cut to ``limit`` characters (``...`` marks a cut).
+    Names, types, defaults, key order and every other field are kept as they are."""
+    out = []
+    for cand in candidates:
+        c = {k: _cut(v, limit) if k == "tool_description" else v for k, v in cand.items()}
+        for key in ("required_parameters", "optional_parameters"):
+            if isinstance(c.get(key), list):
+                c[key] = [{k: _cut(v, limit) if k == "description" else v for k, v in p.items()}
+                          if isinstance(p, dict) else p for p in c[key]]
+        out.append(c)
+    return out
+
+
+def _longest_description(candidates: list[dict[str, Any]]) -> int:
+    n = 0
+    for cand in candidates:
+        n = max(n, len(str(cand.get("tool_description") or "")))
+        for key in ("required_parameters", "optional_parameters"):
+            for p in cand.get(key) or []:
+                if isinstance(p, dict):
+                    n = max(n, len(str(p.get("description") or "")))
+    return n
+
+
+@dataclass
+class ContextReport:
+    """What the context builder did to one prompt (recorded with each prediction row)."""
+
+    mode: str
+    items: int                  # history items in the official prompt
+    evidence_items: int         # of those, items that carry evidence for the candidate list
+    kept_items: int
+    kept_evidence: int
+    description_limit: int | None = None  # characters per description after shortening; None: not shortened
+    tokens_before: int | None = None
+    tokens_after: int | None = None
+    fits: bool = True
+
+    @property
+    def dropped_items(self) -> int:
+        return self.items - self.kept_items
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "dropped_items": self.dropped_items}
+
+
+def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """The largest k in [lo, hi] with ok(k), assuming ok is monotone (true up to some k); lo - 1 when none."""
+    if not ok(lo):
+        return lo - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: int | None,
+               mode: str = "evidence") -> tuple[Prompt, ContextReport]:
+    """Fit ``prompt`` into ``budget`` tokens as counted by ``count(system_text)`` (the whole templated request).
+
+    A prompt that fits is returned unchanged (it renders byte-identical to the official one). Otherwise history items
+    are dropped: ``evidence`` keeps evidence items first (newest first), then the items most related to the query;
+    ``oldest`` drops the oldest items first (the reference behaviour). Kept items keep their original order and
+    ratings. If even an empty history is too long, the candidates' free-text descriptions are shortened (never a
+    candidate, its name, parameter names, types or defaults, the task, format text or query). ``fits`` is False
+    only when nothing more can be cut.
+    """
+    if mode not in CONTEXT_MODES:
+        raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
+    ev = evidence_items(prompt)
+    ev_set = set(ev)
+    n = len(prompt.history)
+    before = count(prompt.render())
+    report = ContextReport(mode, n, len(ev), n, len(ev), tokens_before=before, tokens_after=before)
+    if not budget or before <= budget:
+        return prompt, report
+    order = history_priority(prompt, query) if mode == "evidence" else list(range(n - 1, -1, -1))
+
+    def with_items(k: int, cands: list[dict[str, Any]] | None = None) -> Prompt:
+        keep = sorted(order[:k])
+        return replace(prompt, history=[prompt.history[i] for i in keep], candidates=cands or prompt.candidates)
+
+    k = _largest(0, n, lambda k: count(with_items(k).render()) <= budget)
+    out, limit = with_items(max(k, 0)), None
+    if k < 0:  # the candidates alone are over budget: shorten descriptions, with no history
+        longest = _longest_description(prompt.candidates)
+        ok = lambda lim: count(with_items(0, shorten_descriptions(prompt.candidates, lim)).render()) <= budget  # noqa: E731
+        limit = max(_largest(0, longest, ok), 0)
+        out = with_items(0, shorten_descriptions(prompt.candidates, limit))
+    after = count(out.render())
+    kept = {i for i in order[:max(k, 0)]}
+    report = replace(report, kept_items=len(kept), kept_evidence=len(kept & ev_set), description_limit=limit,
+                     tokens_after=after, fits=after <= budget)
+    return out, report

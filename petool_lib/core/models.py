@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .io import write_json
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_CONFIG: dict[str, Any] = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -84,21 +86,12 @@ END_OF_TURN = "<|im_end|>"
 PAD = "<|endoftext|>"
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic rewrite of a config file (temp file, then rename)."""
-    import json
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
 def _rewrite_json(path: Path, update: dict[str, Any]) -> None:
     import json
 
     data = json.loads(path.read_text())
     if any(data.get(k) != v for k, v in update.items()):
-        _write_json(path, data | update)
+        write_json(path, data | update, indent=2, sort_keys=True)
 
 
 def _fix_special_tokens(out: Path) -> None:
@@ -129,7 +122,7 @@ def _drop_stale_quantization_config(out: Path) -> None:
     cfg = json.loads(path.read_text())
     if cfg.get("quantization_config", {}).get("quant_method") == "gguf":
         del cfg["quantization_config"]
-        _write_json(path, cfg)
+        write_json(path, cfg, indent=2, sort_keys=True)
 
 
 def resolve_model(name: str) -> str:

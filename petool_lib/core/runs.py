@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .data import REPO_ROOT
+from .io import read_json, write_json
 
 SUBDIRS = ("data", "models", "predictions", "figures")
 
@@ -29,12 +29,11 @@ def figure_path(run_dir: str | Path, name: str) -> Path:
 def update_metrics(run_dir: str | Path, section: str, values: Any) -> Path:
     """Merge ``{section: values}`` into ``<run>/metrics.json`` (one section per stage, overwritten on rerun)."""
     path = run_path(run_dir) / "metrics.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
+    data = read_json(path) if path.is_file() else {}
     data[section] = values
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    return path
+    return write_json(path, data, indent=2, sort_keys=True)
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     path = run_path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}

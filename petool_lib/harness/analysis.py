@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 
 from ..core.data import Entry
-from .evaluate import load_predictions, score_rows, slices
+from ..core.io import read_jsonl
 from ..core.prompts import parse_prompt
+from .evaluate import load_predictions, score_rows, slices
 
 SEVERITY = {"missing": 0, "invalid_format": 1, "tool_hallucination": 2, "functionality_mismatch": 3,
             "preference_mismatch": 4, "param_name_mismatch": 5, "param_value_mismatch": 6, "correct": 7}
@@ -24,6 +25,45 @@ def score_files(files: dict[str, str | Path], entries: list[Entry], scoring: str
     """
     return {name: score_rows(entries, load_predictions(path, entries, subset=True), scoring=scoring)
             for name, path in files.items()}
+
+
+def covered_entries(path: str | Path, entries: list[Entry]) -> list[Entry]:
+    """The entries (in test-set order) that a prediction file has at least one row for."""
+    ids = {r.get("entry_id") for r in read_jsonl(path) if isinstance(r, dict)}
+    return [e for e in entries if e.entry_id in ids]
+
+
+def score_run_files(files: dict[str, dict[str, str]], test_sets: dict[str, list[Entry]], scoring: str = "paper"
+                    ) -> dict[tuple[str, str], tuple[list[Entry], list[dict[str, Any]]]]:
+    """``{(testset, name): (entries, scored records)}`` for a run's ``{testset: {name: prediction file}}``.
+
+    Each method is scored on the entries its file covers (the subset notebook 05 evaluated it on); within that
+    subset a missing row still counts as wrong.
+    """
+    out = {}
+    for testset, by_name in files.items():
+        if testset not in test_sets:
+            raise KeyError(f"prediction files for test set {testset!r}, but no such test set: {sorted(test_sets)}")
+        for name, path in by_name.items():
+            subset = covered_entries(path, test_sets[testset])
+            out[(testset, name)] = (subset, score_files({name: path}, subset, scoring)[name])
+    return out
+
+
+def common_entries(scored: dict[tuple[str, str], tuple[list[Entry], list[dict[str, Any]]]], testset: str,
+                   names: list[str] | None = None) -> list[Entry]:
+    """The entries of ``testset`` that every named method (default: all) was scored on, in test-set order."""
+    keys = [k for k in scored if k[0] == testset and (names is None or k[1] in names)]
+    if not keys:
+        return []
+    ids = set.intersection(*({e.entry_id for e in scored[k][0]} for k in keys))
+    return [e for e in scored[keys[0]][0] if e.entry_id in ids]
+
+
+def accuracy_cells(summaries: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
+    """A method x setting table of "Tool% / Param%" strings, from ``{name: summarize(...)}``."""
+    return pd.DataFrame({n: {s: f"{100 * v['tool_acc']:.0f}% / {100 * v['param_acc']:.0f}%" for s, v in sm.items()}
+                         for n, sm in summaries.items()}).T
 
 
 def slices_by_method(scored: dict[str, list[dict[str, Any]]], key: str) -> dict[str, dict[str, dict[str, Any]]]:

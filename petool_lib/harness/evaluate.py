@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..core.io import JsonlError, read_jsonl, write_jsonl
 from ..core.data import DataError, Entry, load_test_set, normalize_setting, resolve_settings
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
@@ -61,24 +62,13 @@ def validate_rows(rows: Iterable[dict[str, Any]], entries: list[Entry], source: 
     return out
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a bad line is an error naming the file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise PredictionError(f"{path}: line {i} is not valid JSON ({exc})") from exc
-    return rows
-
-
 def load_predictions(path: str | Path, entries: list[Entry], subset: bool = False) -> list[dict[str, Any]]:
     """Read and validate a JSONL prediction file. With ``subset=True`` rows of entries outside ``entries`` are
     set aside (scoring a file on a chosen subset); otherwise an unknown entry id is an error."""
-    rows = read_jsonl(path)
+    try:
+        rows = read_jsonl(path)
+    except JsonlError as exc:
+        raise PredictionError(str(exc)) from exc
     if subset:
         ids = {e.entry_id for e in entries}
         rows = [r for r in rows if not isinstance(r, dict) or r.get("entry_id") in ids]
@@ -86,13 +76,8 @@ def load_predictions(path: str | Path, entries: list[Entry], subset: bool = Fals
 
 
 def write_predictions(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write prediction rows as JSONL (UTF-8, one object per line)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
+    """Write prediction rows as JSONL (UTF-8, one object per line, atomically)."""
+    return write_jsonl(path, rows)
 
 
 def score_rows(

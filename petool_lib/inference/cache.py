@@ -1,9 +1,10 @@
 """A resumable prediction cache: append-only JSONL keyed by what a prediction depends on.
 
-The key is a sha256 over the backend identity (model fingerprint from its config and weight files, never the model
-name alone; the adapter's content hash), the prompt's hash (token ids the model sees, or the messages), the candidate
-tools, the decoding parameters and the mode. Rows are appended and flushed one batch at a time, so an interrupted
-run loses at most the batch in flight; a torn last line is ignored on reload.
+The key is a sha256 over the predictor's identity (:meth:`~petool_lib.inference.base.Predictor.identity`: the
+model fingerprint from its config and weight files, never the model name alone; the adapter's content hash), the
+prompt's hash (token ids the model sees, or the messages), the candidate tools, the decoding parameters and the
+mode. Rows are appended and flushed one batch at a time, so an interrupted run loses at most the batch in flight;
+a torn last line is ignored on reload.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from ..core.io import dumps_jsonl
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 _CHUNK = 1 << 20
@@ -116,7 +119,7 @@ class PredictionCache:
         if not self.path or not items:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps({"key": k, "row": r}, ensure_ascii=False) + "\n" for k, r in items)
+        text = dumps_jsonl({"key": k, "row": r} for k, r in items)
         if self.path.is_file() and self.path.stat().st_size:
             with open(self.path, "rb") as fh:
                 fh.seek(-1, os.SEEK_END)

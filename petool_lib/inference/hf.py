@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
@@ -21,32 +20,13 @@ from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from ..core.context import ChatPrompt, build_chat_prompt, end_of_turn_ids
 from ..core.data import Entry
-from .grammar import ToolCallGrammar, name_text, vocab_index
 from ..core.models import load_model, resolve_model
 from .cache import adapter_hash, model_fingerprint
+from .config import MODES, DecodeConfig
+from .grammar import ToolCallGrammar, name_text, vocab_index
 
-MODES = ("generate", "constrained", "rank")
 CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt against the context window
 SHORT_FORWARD = 64  # forwards of at most this many new tokens on top of a cache use ``decode_attention``
-
-
-@dataclass
-class DecodeConfig:
-    """Decoding parameters (all of them are part of the prediction-cache key)."""
-
-    max_new_tokens: int = 128
-    max_value_chars: int = 128
-    max_number_chars: int = 20
-    rank_score: str = "sum"  # sum | mean of the candidate-name token log-probabilities
-
-    def key(self, mode: str) -> dict[str, Any]:
-        d = asdict(self)
-        if mode == "generate":
-            return {"max_new_tokens": d["max_new_tokens"]}
-        d.pop("max_new_tokens")
-        if mode == "constrained":
-            d.pop("rank_score")
-        return d
 
 
 class ToolCallLogitsProcessor(LogitsProcessor):
@@ -66,11 +46,11 @@ class ToolCallLogitsProcessor(LogitsProcessor):
             allowed = g.allowed()
             if isinstance(allowed, torch.Tensor):
                 n = min(allowed.shape[0], scores.shape[1])
-                keep = torch.zeros(scores.shape[1], dtype=torch.bool)
-                keep[:n] = allowed[:n]
+                keep = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
+                keep[:n] = allowed[:n].to(scores.device)
                 masked[row] = torch.where(keep, scores[row], masked[row])
             else:
-                idx = torch.tensor(allowed, dtype=torch.long)
+                idx = torch.tensor(allowed, dtype=torch.long, device=scores.device)
                 masked[row, idx] = scores[row, idx]
         return masked
 
@@ -84,10 +64,13 @@ def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-class HFBackend:
-    """A local transformers causal LM (optionally with a PEFT adapter) predicting tool calls."""
+class HFPredictor:
+    """A local transformers causal LM (optionally with a PEFT adapter) predicting tool calls (a
+    :class:`~petool_lib.inference.base.Predictor`, every mode)."""
 
     name = "hf"
+    modes = MODES
+    sort_by_length = True  # batches of similar lengths: little padding
 
     def __init__(self, model: str, adapter: str | None = None, dtype: str | None = "auto", device: str | None = None):
         """``dtype``: ``"auto"`` (also for ``None``) = bf16 on CUDA and on CPUs with native bf16, else fp32
@@ -112,7 +95,10 @@ class HFBackend:
         self._identity: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
-        """What the predictions depend on besides the prompt: model fingerprint, adapter content hash, dtype."""
+        """What the predictions depend on besides the prompt: model fingerprint, adapter content hash, dtype.
+
+        Part of every cache key: the keys and values (``"backend": "hf"``, ``"dtype": "torch.bfloat16"``) stay as
+        they are, or every existing prediction cache would be recomputed."""
         if self._identity is None:
             self._identity = {
                 "backend": "hf",
@@ -237,7 +223,7 @@ class HFBackend:
                 if isinstance(allowed, torch.Tensor):
                     n = min(allowed.shape[0], scores.shape[0])
                     masked = torch.full_like(scores, float("-inf"))
-                    masked[:n] = torch.where(allowed[:n], scores[:n], masked[:n])
+                    masked[:n] = torch.where(allowed[:n].to(scores.device), scores[:n], masked[:n])
                     tok = int(torch.argmax(masked))
                 else:
                     tok = max(allowed, key=lambda t: float(scores[t]))

@@ -15,17 +15,22 @@ from typing import Any, Sequence
 
 from ..core.context import ChatPrompt, build_chat_prompt
 from ..core.data import Entry
+from .config import DecodeConfig
 
 
 class MalformedReply(RuntimeError):
     """The endpoint answered, but not with a chat completion holding text."""
 
 
-class OpenAIBackend:
-    """Chat completions from an OpenAI-compatible server; only the free ``generate`` mode is offered."""
+class OpenAIPredictor:
+    """Chat completions from an OpenAI-compatible server (a :class:`~petool_lib.inference.base.Predictor`); only the
+    free ``generate`` mode is offered."""
 
     name = "openai"
     modes = ("generate",)
+    sort_by_length = False  # requests are independent: keep the test-set order
+    adapter = None
+    batch_size = 16  # requests per cache flush
 
     def __init__(
         self,
@@ -54,11 +59,18 @@ class OpenAIBackend:
                              max_retries=max_retries, timeout=timeout)
 
     def identity(self) -> dict[str, Any]:
+        """Part of every cache key: keys and values stay as they are so existing caches stay valid."""
         tok = getattr(self.tokenizer, "name_or_path", None)
         return {"backend": "openai", "base_url": self.base_url, "model": self.model_name, "budget_tokenizer": tok}
 
-    def decoding_key(self, mode: str, cfg: Any = None) -> dict[str, Any]:
+    def decoding_key(self, mode: str, cfg: DecodeConfig | None = None) -> dict[str, Any]:
         return {"max_tokens": self.max_tokens, "temperature": self.temperature}
+
+    def default_batch_size(self) -> int:
+        return self.batch_size
+
+    def context_window(self) -> int | None:
+        return None  # an endpoint does not say
 
     def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None) -> ChatPrompt:
         cp = build_chat_prompt(entry, setting, self.tokenizer, max_prompt_tokens)
@@ -83,8 +95,9 @@ class OpenAIBackend:
             msg = f"{type(exc).__name__}: {exc}"
             return {"response": "", "error": msg[:500], "latency_s": round(time.perf_counter() - t0, 4)}
 
-    def run(self, items: Sequence[tuple[Entry, ChatPrompt]], mode: str, cfg: Any = None) -> list[dict[str, Any]]:
+    def run(self, items: Sequence[tuple[Entry, ChatPrompt]], mode: str,
+            cfg: DecodeConfig | None = None) -> list[dict[str, Any]]:
         if mode not in self.modes:
-            raise ValueError(f"the openai backend supports only mode 'generate', not {mode!r}")
+            raise ValueError(f"the openai predictor supports only mode 'generate', not {mode!r}")
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda it: self.complete(it[1].messages), items))

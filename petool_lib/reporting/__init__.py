@@ -1,0 +1,57 @@
+"""Reporting: the results tables (README block, published numbers) and the error-analysis figures."""
+
+from __future__ import annotations
+
+from .report import (  # noqa: F401
+    PUBLISHED_RATINGS,
+    README_START,
+    README_END,
+    SETTING_LABEL,
+    record_evaluation,
+    results_table,
+    published_table,
+    readme_block,
+    update_readme,
+)
+from .plots import (  # noqa: F401
+    taxonomy_bars,
+    slice_lines,
+    category_heatmap,
+)
+from .evaluation import (  # noqa: F401
+    SECTIONS,
+    STAGE_ADAPTERS,
+    load_evaluation,
+    save_evaluation,
+    load_test_sets,
+    record_scores,
+    evaluate_baselines,
+    evaluate_predictor,
+    run_adapters,
+    evaluate_seen,
+)
+
+__all__ = [
+    "PUBLISHED_RATINGS",
+    "README_START",
+    "README_END",
+    "SETTING_LABEL",
+    "record_evaluation",
+    "results_table",
+    "published_table",
+    "readme_block",
+    "update_readme",
+    "taxonomy_bars",
+    "slice_lines",
+    "category_heatmap",
+    "SECTIONS",
+    "STAGE_ADAPTERS",
+    "load_evaluation",
+    "save_evaluation",
+    "load_test_sets",
+    "record_scores",
+    "evaluate_baselines",
+    "evaluate_predictor",
+    "run_adapters",
+    "evaluate_seen",
+]

@@ -5,28 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..core.data import SETTINGS  # noqa: E402
-from ..harness.scoring import ERROR_CATEGORIES  # noqa: E402
+from ..core.data import SETTINGS
+from ..core.figures import save_figure
+from ..harness.scoring import ERROR_CATEGORIES
 
 _COLORS = {
     "correct": "#2ca02c", "param_value_mismatch": "#98df8a", "param_name_mismatch": "#bcbd22",
     "preference_mismatch": "#ff7f0e", "functionality_mismatch": "#d62728", "tool_hallucination": "#9467bd",
     "invalid_format": "#7f7f7f", "missing": "#000000",
 }
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
@@ -46,7 +35,7 @@ def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title:
         ax.set_xlabel("fraction of entries")
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def slice_lines(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str | Path, xlabel: str,
@@ -65,7 +54,7 @@ def slice_lines(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str 
     axes[0].set_ylabel(metric.replace("_", " "))
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def category_heatmap(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str | Path, setting: str,
@@ -80,4 +69,4 @@ def category_heatmap(slices_by_name: dict[str, dict[str, dict[str, Any]]], path:
     ax.set_yticks(range(len(names)), names)
     ax.set_title(f"{metric.replace('_', ' ')} by category ({setting})")
     fig.colorbar(im, ax=ax)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,17 +1,18 @@
 """Step 6, outputs: the official combined test file, TRL SFT/DPO rows, an HF ``datasets`` DatasetDict, the
 LLaMA-Factory export the reference configs expect, and the manifest's file hashes.
 
-File contents never hold timestamps or absolute paths, so the same inputs and seed give byte-identical files.
+File contents never hold timestamps or absolute paths, so the same inputs and seed give byte-identical files. Files
+are written with :mod:`petool_lib.core.io` (atomically).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from ..core.data import SETTINGS, Entry
+from ..core.io import write_json
 from ..core.prompts import dumps
 
 SETTING_LETTER = {"preferred": "p", "ratings": "r", "chronological": "c"}
@@ -20,20 +21,6 @@ SETTING_LETTER = {"preferred": "p", "ratings": "r", "chronological": "c"}
 def call_text(tool_name: str, parameters: dict[str, Any]) -> str:
     """A tool call as the model must produce it: one line of JSON."""
     return dumps({"tool_name": tool_name, "parameters": parameters})
-
-
-def write_json(path: Path, obj: Any, indent: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=indent) + "\n", encoding="utf-8")
-    return path
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
 
 
 def sft_rows(entries: Sequence[Entry], settings: Sequence[str] = SETTINGS) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ NAME_BONUS = 0.10
 PARAM_BONUS = 0.05
 DEFAULT_THRESHOLD = 0.77
 DEFAULT_MAX_SIZE = 6
+EMBEDDINGS = ("auto", "minilm", "tfidf")  # what ``embedding`` may ask for (auto: minilm when installed)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NONWORD = re.compile(r"[^0-9a-zA-Z]+")
 

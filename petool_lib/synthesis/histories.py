@@ -16,6 +16,7 @@ how the synthesized split is compared with the official one.
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections import Counter
@@ -91,9 +92,14 @@ def _hist(values: list[int]) -> dict[str, int]:
     return {str(k): c[k] for k in sorted(c)}
 
 
+def group_size_counts(entries: Sequence[Entry]) -> dict[str, int]:
+    """``{size: entries}``: how many entries have a target functional group of each size (sizes ascending)."""
+    return _hist([len(e.same_func) for e in entries])
+
+
 def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
     """Structure statistics of a test set (official or synthesized), for side-by-side comparison."""
-    n_cand, gsize, hlen, plen, n0, r0_group, target_prov, hist_in_group, gt_in_hist, comb = ([] for _ in range(10))
+    n_cand, hlen, plen, n0, r0_group, target_prov, hist_in_group, gt_in_hist, comb = ([] for _ in range(9))
     r0_one_tool, r0_distinct, chrono_ok, cand_groups = [], [], [], []
     per_group: dict[str, Counter] = {}
     for e in entries:
@@ -103,7 +109,6 @@ def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
         group = set(e.group_names)
         gt = e.ground_truth["tool_name"]
         n_cand.append(len(e.candidates))
-        gsize.append(len(e.same_func))
         hlen.append(e.history_length)
         plen.append(len(P.history))
         zeros = [h for h in R.history if h.rating == 0]
@@ -128,7 +133,7 @@ def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
     return {
         "entries": len(entries),
         "candidates": _hist(n_cand),
-        "group_size": _hist(gsize),
+        "group_size": group_size_counts(entries),
         "prompt_history_items": {"max": max(plen, default=0), "median": statistics.median(plen) if plen else 0},
         "history_length": {"max": max(hlen, default=0), "median": statistics.median(hlen) if hlen else 0},
         "rated0_items": _hist(n0),
@@ -144,6 +149,14 @@ def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
         "groups": len(per_group),
         "majority_provider_share": round(statistics.mean(shares), 4) if shares else None,
     }
+
+
+def structure_table(structure: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """Columns for a side-by-side table of a manifest's ``structure`` (official, synthesized test, synthesized train;
+    missing sets left out), nested values as JSON text."""
+    names = (("official", "official"), ("synthesized test", "synthesized_test"), ("synthesized train", "synthesized_train"))
+    return {label: {k: json.dumps(v) if isinstance(v, dict) else v for k, v in structure[key].items()}
+            for label, key in names if structure.get(key)}
 
 
 def category_of(name: str) -> str:

@@ -3,7 +3,7 @@
 A pool starts with the API's documented example scenarios (official ``Example`` records, the calls seen in official
 histories, ``Example`` entries in ToolBench files); the rest is generated: offline from templates (an action
 phrase from the description, parameter values from the documented defaults or from small typed value pools chosen by
-parameter name/description), or by a model backend asked for JSON (validated: known parameter names, every
+parameter name/description), or by a model LLM asked for JSON (validated: known parameter names, every
 required parameter present; invalid replies fall back to the template and are counted).
 
 Every random choice comes from a ``random.Random`` seeded by (seed, API name), so pools do not depend on the order in
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .catalog import Api
 from .grouping import humanize
-from .llm import ChatRequest, LLMBackend, ask_json
+from .llm import ChatRequest, SynthLLM, ask_json
 
 
 @dataclass(frozen=True)
@@ -208,19 +208,19 @@ def example_instructions(api: Api) -> list[Instruction]:
             for ex in api.examples]
 
 
-def build_pools(apis: Sequence[Api], backend: LLMBackend, seed: int, per_api: int = 3, progress: bool = True,
+def build_pools(apis: Sequence[Api], llm: SynthLLM, seed: int, per_api: int = 3, progress: bool = True,
                 limit: int | None = None) -> tuple[dict[str, list[Instruction]], dict[str, int]]:
     """``{full name: [Instruction, ...]}`` with at least ``per_api`` distinct instructions per API (examples first).
 
-    With a model backend, the first ``limit`` APIs (all when None) get their generated part from the model.
+    With a model LLM, the first ``limit`` APIs (all when None) get their generated part from the model.
     """
     pools: dict[str, list[Instruction]] = {}
     counts = {"examples": 0, "template": 0, "model": 0, "fallback_apis": 0}
     need = {a.full_name: max(0, per_api - len(a.examples)) for a in apis}
     model_apis = [a for a in apis if need[a.full_name] > 0 and a.documented][: limit if limit is not None else len(apis)]
     from_model: dict[str, list[Instruction]] = {}
-    if backend.is_model and model_apis:
-        values, c = ask_json(backend, [_request(a, need[a.full_name]) for a in model_apis],
+    if llm.is_model and model_apis:
+        values, c = ask_json(llm, [_request(a, need[a.full_name]) for a in model_apis],
                              lambda obj, i: _validate(obj, model_apis[i]), desc="instructions (llm)")
         for a, v in zip(model_apis, values):
             if v is None:

@@ -1,13 +1,14 @@
-"""LLM backends for synthesis behind one interface: ``offline`` (templates, no model), ``openai`` (any
-OpenAI-compatible server) and ``hf`` (a local chat model through transformers).
+"""The synthesis LLMs behind one interface (:class:`SynthLLM`): ``offline`` (:class:`OfflineLLM`: templates, no
+model), ``openai`` (:class:`OpenAILLM`: any OpenAI-compatible server) and ``hf`` (:class:`HFLLM`: a local chat model
+through transformers). Made by name with :func:`make_llm` (names in :data:`LLMS`).
 
-A backend answers a batch of :class:`ChatRequest` with one reply string per request, in order (``None`` from the
-offline backend: the caller then uses its template). The model backends
+An LLM answers a batch of :class:`ChatRequest` with one reply string per request, in order (``None`` from the
+offline LLM: the caller then uses its template). The model LLMs
 
-- cache every reply on disk keyed by (backend, model, messages, decoding parameters), so a rerun is free and gives
+- cache every reply on disk keyed by (LLM name, model, messages, decoding parameters), so a rerun is free and gives
   the same text;
 - count calls, cache hits, retries and tokens (:class:`LLMStats`);
-- can estimate the cost of a batch before spending (:meth:`LLMBackend.plan`: calls not yet cached and tokens, with
+- can estimate the cost of a batch before spending (:meth:`SynthLLM.plan`: calls not yet cached and tokens, with
   ~4 characters per prompt token plus ``max_tokens`` per reply).
 
 ``openai`` retries rate limits (429), 5xx replies, timeouts and connection errors with exponential backoff
@@ -31,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-BACKENDS = ("offline", "openai", "hf")
+LLMS = ("offline", "openai", "hf")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_HF_MODEL = "smollm2"
 CHARS_PER_TOKEN = 4
@@ -55,13 +56,13 @@ class ChatRequest:
 
 @dataclass
 class LLMStats:
-    """What a backend did: requests made to the model, cache hits, retries, failures and tokens."""
+    """What an LLM did: requests made to the model, cache hits, retries, failures and tokens."""
 
-    requests: int = 0
-    api_calls: int = 0
+    requests: int = 0  # asked for by the callers (cached or not)
+    api_calls: int = 0  # answered by the model (not from the cache)
     cache_hits: int = 0
-    retries: int = 0
-    failures: int = 0
+    retries: int = 0  # transient errors asked again (openai)
+    failures: int = 0  # given up on: the caller falls back to its template
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -125,10 +126,12 @@ def parse_json_reply(text: str | None) -> Any:
     return None
 
 
-class LLMBackend:
-    """Base class: the offline backend (no model; every reply is ``None`` so callers use their templates)."""
+class SynthLLM:
+    """Base class of the synthesis LLMs: the reply cache, the statistics, the plan; a subclass with a model
+    implements :meth:`_generate`."""
 
-    name = "offline"
+    name = ""
+    is_model = True
 
     def __init__(self, model: str = "", temperature: float = 0.0, max_tokens: int = 256,
                  cache_dir: str | Path | None = None, progress: bool = True) -> None:
@@ -139,19 +142,16 @@ class LLMBackend:
         self.progress = progress
         self.stats = LLMStats()
 
-    @property
-    def is_model(self) -> bool:
-        return self.name != "offline"
-
     def decoding(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}
 
     def cache_key(self, req: ChatRequest) -> str:
+        # the payload's field stays "backend" so the reply caches written before the rename stay valid
         return DiskCache.key({"backend": self.name, "model": self.model, "messages": req.message_dicts(),
                               "decoding": self.decoding(), "attempt": req.attempt})
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": self.model, **(self.decoding() if self.is_model else {})}
+        return {"name": self.name, "model": self.model, **(self.decoding() if self.is_model else {})}
 
     def plan(self, requests: Sequence[ChatRequest]) -> dict[str, int]:
         """Expected calls (not yet cached) and tokens for a batch, without calling anything."""
@@ -164,7 +164,7 @@ class LLMBackend:
                 "est_completion_tokens": self.max_tokens * len(todo)}
 
     def chat(self, requests: Sequence[ChatRequest], desc: str = "llm") -> list[str | None]:
-        """One reply per request (``None`` when the backend has no model or the call failed for good)."""
+        """One reply per request (``None`` when the LLM has no model or the call failed for good)."""
         self.stats.requests += len(requests)
         if not self.is_model:
             return [None] * len(requests)
@@ -195,7 +195,14 @@ class LLMBackend:
         raise NotImplementedError
 
 
-class OpenAIBackend(LLMBackend):
+class OfflineLLM(SynthLLM):
+    """No model: every reply is ``None``, so callers use their templates (deterministic, free)."""
+
+    name = "offline"
+    is_model = False
+
+
+class OpenAILLM(SynthLLM):
     """The official ``openai`` client against any OpenAI-compatible server (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
 
     name = "openai"
@@ -219,7 +226,7 @@ class OpenAIBackend(LLMBackend):
             import openai
 
             if not self.api_key:
-                raise RuntimeError("backend openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)")
+                raise RuntimeError("llm openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)")
             self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
         return self._client
 
@@ -265,7 +272,7 @@ class OpenAIBackend(LLMBackend):
             return list(tqdm(pool.map(self._one, requests), total=len(requests), desc=desc, disable=not self.progress))
 
 
-class HFBackend(LLMBackend):
+class HFLLM(SynthLLM):
     """A local chat model through transformers (greedy decoding): ``smollm2`` (embedded), ``tiny``, or any HF path."""
 
     name = "hf"
@@ -309,20 +316,20 @@ class HFBackend(LLMBackend):
         return out
 
 
-def make_backend(name: str, model: str | None = None, **kwargs: Any) -> LLMBackend:
+def make_llm(name: str, model: str | None = None, **kwargs: Any) -> SynthLLM:
     """``offline`` | ``openai`` | ``hf`` (``model`` defaults: gpt-4o-mini, smollm2)."""
     if name == "offline":
-        return LLMBackend(model="", **{k: v for k, v in kwargs.items() if k in ("cache_dir", "progress")})
+        return OfflineLLM(model="", **{k: v for k, v in kwargs.items() if k in ("cache_dir", "progress")})
     if name == "openai":
-        return OpenAIBackend(model=model or DEFAULT_OPENAI_MODEL, **kwargs)
+        return OpenAILLM(model=model or DEFAULT_OPENAI_MODEL, **kwargs)
     if name == "hf":
         allowed = ("temperature", "max_tokens", "cache_dir", "progress", "batch_size")
-        return HFBackend(model=model or DEFAULT_HF_MODEL, **{k: v for k, v in kwargs.items() if k in allowed})
-    raise ValueError(f"unknown LLM backend {name!r}; expected one of {BACKENDS}")
+        return HFLLM(model=model or DEFAULT_HF_MODEL, **{k: v for k, v in kwargs.items() if k in allowed})
+    raise ValueError(f"unknown synthesis LLM {name!r}; expected one of {LLMS}")
 
 
 def ask_json(
-    backend: LLMBackend,
+    llm: SynthLLM,
     requests: Sequence[ChatRequest],
     validate: Callable[[Any, int], Any],
     desc: str = "llm",
@@ -338,13 +345,13 @@ def ask_json(
     values: list[Any] = [None] * len(requests)
     pending = list(range(len(requests)))
     current = list(requests)
-    if not backend.is_model:
+    if not llm.is_model:
         counts["fallback"] = 0
         return values, counts
     for attempt in range(json_retries + 1):
         if not pending:
             break
-        replies = backend.chat([current[i] for i in pending], desc=desc if attempt == 0 else f"{desc} (re-ask)")
+        replies = llm.chat([current[i] for i in pending], desc=desc if attempt == 0 else f"{desc} (re-ask)")
         still = []
         for i, text in zip(pending, replies):
             obj = parse_json_reply(text)

@@ -3,19 +3,16 @@ preference consistency, saved as PNG."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+from ..core.figures import save_figure  # first: selects the headless matplotlib backend
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..core.data import SETTINGS, Entry  # noqa: E402
-from ..reporting.plots import _save  # noqa: E402
 from ..core.prompts import parse_prompt  # noqa: E402
 
 
@@ -41,7 +38,7 @@ def group_sizes(synth: dict[str, int], path: str | Path, official: dict[str, int
     ax.set_xticks(sizes)
     ax.legend()
     ax.set_title("Functional group sizes")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def category_coverage(tools: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]], path: str | Path, top: int = 30) -> Path:
@@ -62,7 +59,7 @@ def category_coverage(tools: Sequence[dict[str, Any]], groups: Sequence[dict[str
     ax.set_xlabel("APIs")
     ax.legend(fontsize=8)
     ax.set_title(f"Category coverage ({len(apis)} categories)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def history_lengths(sets: dict[str, Sequence[Entry]], path: str | Path) -> Path:
@@ -77,7 +74,7 @@ def history_lengths(sets: dict[str, Sequence[Entry]], path: str | Path) -> Path:
     axes[3].set_title("full history length")
     axes[0].set_ylabel("share")
     axes[3].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def preference_consistency(users: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -101,9 +98,4 @@ def preference_consistency(users: Sequence[dict[str, Any]], path: str | Path) ->
     a2.set_xlabel("share of users choosing the group's most common provider")
     a2.set_ylabel("groups")
     a2.set_title("How personal the choices are")
-    return _save(fig, path)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return save_figure(fig, path)

@@ -1,7 +1,7 @@
 """Step 1, tool understanding: for each documented API a functionality description and a description (with a 1-5
 score) of six non-functional attributes.
 
-The offline backend derives everything from the docs with templates:
+The offline LLM derives everything from the docs with templates:
 
 - usability: required parameters without a default (fewer is easier), undocumented parameters;
 - accessibility: the tool's ``pricing`` (FREE > FREEMIUM > PAID) or credential-like required parameters;
@@ -12,7 +12,7 @@ The offline backend derives everything from the docs with templates:
 
 Where the docs say nothing about an attribute (no pricing, no service-level score: e.g. the official test set's
 docs), the score is a *simulated provider trait*: a deterministic draw from a hash of (provider, attribute), marked
-``"derived": false`` so the manifest can report how much of the preference signal is simulated. A model backend
+``"derived": false`` so the manifest can report how much of the preference signal is simulated. A model LLM
 (``openai``/``hf``) is asked for the same JSON; invalid replies fall back to the template (counted).
 """
 
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .catalog import Api
 from .grouping import humanize
-from .llm import ChatRequest, LLMBackend, ask_json
+from .llm import ChatRequest, SynthLLM, ask_json
 
 ATTRIBUTES: tuple[str, ...] = ("usability", "accessibility", "integrability", "reliability", "cost", "documentation")
 STANDARD_TYPES = {"STRING", "NUMBER", "BOOLEAN", "ENUM", "DATE (YYYY-MM-DD)"}
@@ -87,7 +87,7 @@ def functionality_text(api: Api) -> str:
 
 
 def template_understanding(api: Api) -> Understanding:
-    """The offline backend's tool understanding (see the module docstring)."""
+    """The offline LLM's tool understanding (see the module docstring)."""
     params = api.parameters
     pricing = str(api.meta.get("pricing", "")).upper()
     score = api.meta.get("score", {}) or {}
@@ -167,7 +167,7 @@ def _validate(obj: Any, template: Understanding) -> Understanding | None:
     return Understanding(template.tool_name, " ".join(func.split()), out, origin="model")
 
 
-def understand(apis: Sequence[Api], backend: LLMBackend, progress: bool = True, limit: int | None = None
+def understand(apis: Sequence[Api], llm: SynthLLM, progress: bool = True, limit: int | None = None
                ) -> tuple[dict[str, Understanding], dict[str, int]]:
     """Tool understanding for every documented API; ``limit`` caps how many go to a model (the rest: templates).
 
@@ -175,10 +175,10 @@ def understand(apis: Sequence[Api], backend: LLMBackend, progress: bool = True, 
     """
     templates = {a.full_name: template_understanding(a) for a in tqdm(apis, desc="tool understanding", disable=not progress)}
     counts = {"apis": len(apis), "model": 0, "fallback": 0, "template": len(apis)}
-    if not backend.is_model or not apis:
+    if not llm.is_model or not apis:
         return templates, counts
     asked = list(apis)[: limit if limit is not None else len(apis)]
-    values, c = ask_json(backend, [_request(a) for a in asked],
+    values, c = ask_json(llm, [_request(a) for a in asked],
                          lambda obj, i: _validate(obj, templates[asked[i].full_name]), desc="tool understanding (llm)")
     for a, v in zip(asked, values):
         if v is not None:

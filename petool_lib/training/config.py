@@ -1,6 +1,19 @@
-"""Training profiles as typed dataclasses, and their translation to TRL / PEFT configs and to Unsloth kwargs.
+"""Training profiles: the ``training:`` recipe of a profile YAML as typed dataclasses, and their translation to
+TRL / PEFT configs and to Unsloth kwargs (one hop: YAML -> :class:`Profile` / :class:`StageConfig` -> TRL config).
 
-Three profiles:
+The hyper-parameters live in ``configs/<name>.yaml`` (the same file ``make reproduce PROFILE=<name>`` runs), under
+a ``training:`` mapping::
+
+    training:
+      description: ...
+      load_in_4bit: false        # GPU/Unsloth only
+      default_model: smollm2     # the CLI's model when --model is not given
+      sft: {learning_rate: 3.0e-4, grad_accum: 4, token_budget: 1280, ...}   # StageConfig fields (+ lora: {...})
+      dpo: {learning_rate: 5.0e-5, beta: 0.1, ...}
+
+:func:`load_training_profile` reads it (``tiny`` / ``cpu`` / ``paper`` or any YAML path) and checks every key and
+type, naming the file and the key on an error. Unset keys take the :class:`StageConfig` / :class:`LoraSpec`
+defaults. The three shipped profiles:
 
 * ``paper`` — the reference configs of the paper (LLaMA-Factory, GPU): SFT LoRA rank 8, lr 1e-4, 1 epoch,
   batch 2×8, warmup 0.1, cosine, cutoff 4,096; DPO LoRA rank 8, sigmoid loss, beta 0.1, lr 5e-6, 1 epoch,
@@ -14,12 +27,22 @@ Nothing here imports torch, TRL or PEFT at module level: the Unsloth path must i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 LLAMA_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STAGES: tuple[str, ...] = ("sft", "dpo")
 TOO_LONG_POLICIES: tuple[str, ...] = ("skip", "keep")
+PROFILE_NAMES: tuple[str, ...] = ("tiny", "cpu", "paper")  # configs/<name>.yaml
+POLICY_ADAPTER = "default"  # the trained LoRA adapter of a PeftModel (PEFT's default name)
+REF_ADAPTER = "ref"  # DPO: TRL's frozen copy of the SFT adapter, the reference model
+
+
+class ProfileError(ValueError):
+    """A training profile that cannot be loaded: the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +101,15 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class Profile:
-    """A named pair of stage configs plus model-loading choices."""
+    """The ``training:`` recipe of a profile YAML: a pair of stage configs plus model-loading choices."""
 
-    name: str
+    name: str  # the YAML's stem: tiny | cpu | paper | ...
     description: str
     sft: StageConfig
     dpo: StageConfig
     load_in_4bit: bool = False  # GPU/Unsloth only
     default_model: str = "smollm2"
+    source: str = ""  # the YAML file it was read from
 
     def stage(self, stage: str) -> StageConfig:
         if stage not in STAGES:
@@ -93,52 +117,109 @@ class Profile:
         return self.sft if stage == "sft" else self.dpo
 
 
-PROFILES: dict[str, Profile] = {
-    "paper": Profile(
-        name="paper",
-        description="Paper reference configs (GPU): SFT r8 lr1e-4 1ep 2x8 warmup0.1 cosine cutoff4096; "
-        "DPO r8 beta0.1 lr5e-6 1ep 1x32",
-        sft=StageConfig(learning_rate=1e-4, epochs=1, batch_size=2, grad_accum=8, warmup_ratio=0.1,
-                        token_budget=4096, logging_steps=10, save_steps=100, gradient_checkpointing=True),
-        dpo=StageConfig(learning_rate=5e-6, epochs=1, batch_size=1, grad_accum=32, warmup_ratio=0.1, beta=0.1,
-                        token_budget=4096, logging_steps=5, save_steps=50, gradient_checkpointing=True),
-        load_in_4bit=True,
-        default_model="unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
-    ),
-    "cpu": Profile(
-        name="cpu",
-        description="SmolLM2-135M on 2 CPU cores: rows trimmed to 1,280 tokens, 64 SFT rows / 10 DPO pairs, "
-        "bf16 autocast, minutes per stage",
-        # measured (quiet 2 cores): SFT ~210 input tokens/s (~6 s per row), DPO ~160 (~16 s per pair incl. the
-        # reference pass); warmup 0 because with 16 / 5 steps a warmup step would run at lr 0.
-        # token_budget 1280: the synthesized prompts with an EMPTY history are
-        # >= ~1,010 tokens (10 candidate tool docs), so ~1k is the floor; ~20% of rows fit 1280, the rest are skipped
-        sft=StageConfig(learning_rate=3e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0,
-                        token_budget=1280, max_examples=64, logging_steps=1, save_steps=4, bf16=True),
-        dpo=StageConfig(learning_rate=5e-5, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
-                        token_budget=1280, max_examples=10, logging_steps=1, save_steps=2, bf16=True),
-    ),
-    "tiny": Profile(
-        name="tiny",
-        description="Random tiny LLaMA for tests: seconds per stage",
-        sft=StageConfig(learning_rate=5e-3, epochs=1, batch_size=2, grad_accum=1, warmup_ratio=0.0,
-                        token_budget=1536, max_examples=8, logging_steps=1, save_steps=2),
-        dpo=StageConfig(learning_rate=5e-3, epochs=1, batch_size=2, grad_accum=1, warmup_ratio=0.0, beta=0.1,
-                        token_budget=1536, max_examples=8, logging_steps=1, save_steps=2),
-        default_model="tiny",
-    ),
-}
+# --- loading -----------------------------------------------------------------------------------------------
 
 
-def get_profile(name: str) -> Profile:
-    if name not in PROFILES:
-        raise ValueError(f"unknown training profile {name!r}; expected one of {sorted(PROFILES)}")
-    return PROFILES[name]
+def profile_path(name_or_path: str | Path) -> Path:
+    """``tiny`` / ``cpu`` / ``paper`` (any bare name) -> ``<repo>/configs/<name>.yaml``; anything else is a path."""
+    from ..core.data import REPO_ROOT
+
+    text = str(name_or_path)
+    bare = isinstance(name_or_path, str) and Path(text).name == text and Path(text).suffix not in (".yaml", ".yml")
+    path = REPO_ROOT / "configs" / f"{text}.yaml" if bare else Path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(PROFILE_NAMES)
+        raise ProfileError(f"training profile {text!r}: {path} not found (expected one of {known} or a YAML path)")
+    return path
 
 
-def stage_config(profile: str | Profile, stage: str, **overrides: Any) -> StageConfig:
-    """The stage config of a profile with ``overrides`` applied (``None`` values are ignored)."""
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against a dataclass field type (YAML lists become tuples); raises :class:`ProfileError`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_value(value, arg, where)
+            except ProfileError:
+                continue
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, hint):
+        return value
+    numeric = hint is float or float in args
+    why = " (YAML reads 1e-4 as a string: write 1.0e-4)" if numeric and isinstance(value, str) else ""
+    raise ProfileError(f"{where}: expected {_hint_name(hint)}, got {value!r}{why}")
+
+
+def _build(cls: type, raw: Any, where: str, nested: dict[str, type] | None = None) -> Any:
+    """``cls(**raw)`` with every key and value checked (``nested``: keys that are themselves dataclasses)."""
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: expected a mapping of {cls.__name__} keys, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; expected some of {known}")
+    kwargs = {}
+    for key, value in raw.items():
+        sub = (nested or {}).get(key)
+        kwargs[key] = _build(sub, value, f"{where}.{key}") if sub else _check_value(value, hints[key], f"{where}.{key}")
+    missing = [f.name for f in fields(cls) if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ProfileError(f"{where}: missing key(s) {missing}")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ProfileError(f"{where}: {exc}") from exc
+
+
+def load_training_profile(name_or_path: str | Path) -> Profile:
+    """The ``training:`` mapping of a profile YAML (``tiny`` / ``cpu`` / ``paper`` or a path), checked.
+
+    Errors (:class:`ProfileError`) name the file and the key: a missing ``training:`` mapping, an unknown or
+    missing key, a value of the wrong type, a value a :class:`StageConfig` refuses.
+    """
+    import yaml
+
+    path = profile_path(name_or_path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML ({exc})") from exc
+    raw = doc.get("training") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: no 'training:' mapping (description, load_in_4bit, default_model, sft, dpo)")
+    where = f"{path}: training"
+    allowed = {"description": str, "load_in_4bit": bool, "default_model": str, "sft": dict, "dpo": dict}
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; expected {sorted(allowed)}")
+    missing = [k for k in STAGES if k not in raw]
+    if missing:
+        raise ProfileError(f"{where}: missing key(s) {missing}")
+    top = {k: _check_value(raw[k], allowed[k], f"{where}.{k}") for k in ("description", "load_in_4bit", "default_model")
+           if k in raw}
+    stages = {s: _build(StageConfig, raw[s], f"{where}.{s}", nested={"lora": LoraSpec}) for s in STAGES}
+    return Profile(name=path.stem, description=top.pop("description", ""), source=str(path), **top, **stages)
+
+
+def stage_config(profile: str | Path | Profile, stage: str, **overrides: Any) -> StageConfig:
+    """The stage config of a profile (a :class:`Profile`, or a name / YAML path to load) with ``overrides`` applied
+    (``None`` values are ignored; ``lora`` takes a dict of :class:`LoraSpec` fields)."""
+    prof = profile if isinstance(profile, Profile) else load_training_profile(profile)
     cfg = prof.stage(stage)
     lora_over = overrides.pop("lora", None)
     unknown = set(overrides) - set(StageConfig.__dataclass_fields__)

@@ -1,9 +1,10 @@
 """The GPU-only Unsloth path: ``FastLanguageModel.from_pretrained`` + ``get_peft_model``, then TRL's trainers.
 
-Unsloth patches transformers/TRL/PEFT when it is imported, so it must be imported before them: ``train.py``
-imports this module (and calls :func:`import_unsloth`) right after backend selection, before anything imports
-trl. Unsloth needs a CUDA GPU and cannot be imported on CPU-only machines; the kwargs it receives are built by
-``train_config.unsloth_load_kwargs`` / ``unsloth_peft_kwargs``, which the tests check without Unsloth.
+Unsloth patches transformers/TRL/PEFT when it is imported, so it must be imported before them:
+``backend.prepare_backend`` calls :func:`import_unsloth` right after backend selection, before anything imports
+trl (the SFT / DPO runners then call :func:`load_for_sft` / :func:`load_for_dpo`). Unsloth needs a CUDA GPU and
+cannot be imported on CPU-only machines; the kwargs it receives are built by ``config.unsloth_load_kwargs`` /
+``unsloth_peft_kwargs``, which the tests check without Unsloth.
 """
 
 from __future__ import annotations

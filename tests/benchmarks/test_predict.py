@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 
 from petool_lib.benchmarks.predict import bench_items, main, speedups
-from petool_lib.core.data import load_test_set
 
 
-def test_bench_items_are_fixed():
-    entries = load_test_set()
+def test_bench_items_are_fixed(official):
+    entries = official
     a, b = bench_items(entries, 5, seed=0), bench_items(entries, 5, seed=0)
     assert [(s, e.entry_id) for s, e in a] == [(s, e.entry_id) for s, e in b]
     assert len(a) == 5 and len({e.entry_id for _, e in a}) == 2  # ceil(5/3) entries, all settings, cut to 5
 
 
-def test_bench_smoke(tmp_path):
+def test_bench_smoke(tmp_path, official_path):
     out = tmp_path / "bench.json"
-    code = main(["--out", str(out), "--n", "2", "--model", "tiny", "--modes", "rank", "--max-prompt-tokens", "1200",
+    code = main(["--test", official_path, "--out", str(out), "--n", "2", "--model", "tiny", "--modes", "rank", "--max-prompt-tokens", "1200",
                  "--ref-max-new-tokens", "4", "--ref-max-length", "1200", "--quiet",
                  "--dtype", "bfloat16", "--ref-dtype", "float32"])
     assert code == 0

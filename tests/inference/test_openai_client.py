@@ -1,4 +1,4 @@
-"""The openai backend against a real HTTP server on 127.0.0.1 (started by the test, bounded, stops by itself)."""
+"""The openai predictor against a real HTTP server on 127.0.0.1 (started by the test, bounded, stops by itself)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from petool_lib.core.data import SETTINGS, entry_from_dict
 from petool_lib.harness.evaluate import evaluate_rows
-from petool_lib.inference.openai_client import OpenAIBackend
-from petool_lib.inference.predict import main, predict
+from petool_lib.inference.openai_client import OpenAIPredictor
+from petool_lib.inference.predictions import main, make_predictor, predict
 from petool_lib.core.prompts import render_prompt
 
 TOOLS = [
@@ -128,8 +128,9 @@ def entries():
 
 def test_retries_failures_and_malformed_replies(entries, tmp_path):
     with Server() as srv:
-        backend = OpenAIBackend("test-model", base_url=srv.url, api_key="k", concurrency=3, max_retries=2, timeout=10)
-        rows = predict(entries, backend, "preferred", "generate", cache=tmp_path / "c.jsonl", progress=False)
+        predictor = OpenAIPredictor("test-model", base_url=srv.url, api_key="k", concurrency=3, max_retries=2,
+                                    timeout=10)
+        rows = predict(entries, predictor, "preferred", "generate", cache=tmp_path / "c.jsonl", progress=False)
         calls = dict(srv.calls)
         max_in_flight = srv.max_in_flight
     by_query = {e.query: r for e, r in zip(entries, rows)}
@@ -152,10 +153,11 @@ def test_retries_failures_and_malformed_replies(entries, tmp_path):
 def test_cache_resumes_and_retries_only_failures(entries, tmp_path):
     cache = tmp_path / "c.jsonl"
     with Server(delay=0.0) as srv:
-        backend = OpenAIBackend("test-model", base_url=srv.url, api_key="k", concurrency=2, max_retries=0, timeout=10)
-        first = predict(entries, backend, "preferred", "generate", cache=cache, progress=False)
+        predictor = OpenAIPredictor("test-model", base_url=srv.url, api_key="k", concurrency=2, max_retries=0,
+                                    timeout=10)
+        first = predict(entries, predictor, "preferred", "generate", cache=cache, progress=False)
         before = srv.total
-        second = predict(entries, backend, "preferred", "generate", cache=cache, progress=False)
+        second = predict(entries, predictor, "preferred", "generate", cache=cache, progress=False)
         again = srv.total - before
     failed = [e.query for e, r in zip(entries, first) if r["error"]]
     assert sorted(failed) == ["FAIL find cats", "GARBAGE find cats", "MALFORMED find cats", "RATE find cats"]
@@ -173,7 +175,7 @@ def test_cli_with_endpoint_from_environment(entries, tmp_path, monkeypatch):
     with Server(delay=0.0) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
         monkeypatch.setenv("OPENAI_API_KEY", "k")
-        code = main(["--test", str(test_file), "--backend", "openai", "--model", "m", "--mode", "generate",
+        code = main(["--test", str(test_file), "--predictor", "openai", "--model", "m", "--mode", "generate",
                      "--setting", "p,r", "--out", str(out), "--max-retries", "1", "--quiet"])
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -184,6 +186,30 @@ def test_cli_with_endpoint_from_environment(entries, tmp_path, monkeypatch):
 
 
 def test_openai_rejects_other_modes(entries):
-    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", api_key="k")
+    predictor = OpenAIPredictor("m", base_url="http://127.0.0.1:9/v1", api_key="k")
     with pytest.raises(ValueError, match="only mode 'generate'"):
-        backend.run([], "rank")
+        predictor.run([], "rank")
+    with pytest.raises(ValueError, match="supports only mode"):
+        predict(entries, predictor, "preferred", "rank", progress=False)  # refused before any request
+
+
+def test_deprecated_backend_flag_still_selects_the_endpoint(entries, tmp_path, monkeypatch, capsys):
+    test_file = tmp_path / "test.json"
+    test_file.write_text(json.dumps([e.to_dict() for e in entries[:1]]))
+    out = tmp_path / "pred.jsonl"
+    with Server(delay=0.0) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        code = main(["--test", str(test_file), "--backend", "openai", "--model", "m", "--mode", "generate",
+                     "--setting", "p", "--out", str(out), "--quiet"])
+        served = srv.total
+    assert code == 0 and served == 1
+    assert "--backend is deprecated; use --predictor" in capsys.readouterr().err
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["backend"] == "openai" and row["response"] == GOOD
+
+
+def test_make_predictor_kinds():
+    with pytest.raises(ValueError, match="hf predictor only"):
+        make_predictor("openai", "m", adapter="some/dir")
+    with pytest.raises(ValueError, match="unknown predictor"):
+        make_predictor("vllm", "m")

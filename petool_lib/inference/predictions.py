@@ -1,12 +1,14 @@
-"""Predict tool calls for a test set with a local HF model (+ adapter) or an OpenAI-compatible endpoint.
+"""Predict tool calls for a test set with a :class:`~petool_lib.inference.base.Predictor`: a local HF model
+(+ adapter) or an OpenAI-compatible endpoint.
 
-CLI::
+CLI (``python -m petool_lib.inference.predictions`` runs the same)::
 
-    python -m petool_lib.inference.predict --test PATH --model MODEL [--adapter DIR] [--backend hf|openai]
+    python -m petool_lib predict --test PATH --model MODEL [--adapter DIR] [--predictor hf|openai]
         [--setting all|preferred|ratings|chronological] [--limit N] [--mode generate|constrained|rank]
         [--max-prompt-tokens N] --out P.jsonl
 
-Rows are the harness's prediction format (``entry_id``, ``setting``, ``response``) plus ``mode``, ``latency_s``,
+Rows are the harness's prediction format (``entry_id``, ``setting``, ``response``) plus ``mode``, ``backend`` (the
+predictor kind, ``hf`` or ``openai``; the field keeps its name for existing files), ``latency_s``,
 ``prompt_tokens``, ``trimmed`` / ``trimmed_items`` (oldest history items dropped to fit the budget),
 ``over_budget``, ``error`` and mode-specific extras. ``--limit N`` takes the same seeded subset of N entry ids for
 every setting and every model (:func:`petool_lib.core.data.select_subset`). Predictions are cached as they are made
@@ -17,32 +19,38 @@ uninterrupted run's (apart from wall-clock ``latency_s``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
 from ..core.data import DataError, Entry, load_test_set, resolve_settings, select_subset
-from .hf import MODES, DecodeConfig
+from ..core.io import write_jsonl
+from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
+from .config import CONTEXTS, MODES, DecodeConfig, EvalConfig
+
+PREDICTORS = ("hf", "openai")
 
 
-def make_backend(
-    backend: str, model: str, adapter: str | None = None, dtype: str | None = "auto", concurrency: int = 4,
+def make_predictor(
+    kind: str, model: str, adapter: str | None = None, dtype: str | None = "auto", concurrency: int = 4,
     max_retries: int = 3, timeout: float = 60.0, max_tokens: int = 256, tokenizer: str | None = None,
-) -> Any:
-    """``hf``: a local model via :class:`~petool_lib.inference.hf.HFBackend`; ``openai``: an endpoint."""
-    if backend == "hf":
-        from .hf import HFBackend
+) -> Predictor:
+    """``hf``: a local model (:class:`~petool_lib.inference.hf.HFPredictor`); ``openai``: an endpoint
+    (:class:`~petool_lib.inference.openai_client.OpenAIPredictor`; ``tokenizer`` names a model whose tokenizer
+    measures the prompt budget)."""
+    if kind == "hf":
+        from .hf import HFPredictor
 
-        return HFBackend(model, adapter=adapter, dtype=dtype)
-    if backend == "openai":
+        return HFPredictor(model, adapter=adapter, dtype=dtype)
+    if kind == "openai":
         if adapter:
-            raise ValueError("--adapter applies to the hf backend only")
-        from .openai_client import OpenAIBackend
+            raise ValueError("--adapter applies to the hf predictor only")
+        from .openai_client import OpenAIPredictor
 
         tok = None
         if tokenizer:
@@ -51,9 +59,9 @@ def make_backend(
             from ..core.models import resolve_model
 
             tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
-        return OpenAIBackend(model, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-                             max_tokens=max_tokens, tokenizer=tok)
-    raise ValueError(f"unknown backend {backend!r}; expected hf or openai")
+        return OpenAIPredictor(model, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
+                               max_tokens=max_tokens, tokenizer=tok)
+    raise ValueError(f"unknown predictor {kind!r}; expected one of {PREDICTORS}")
 
 
 def default_cache_path(out: str | os.PathLike[str]) -> Path:
@@ -64,7 +72,7 @@ def default_cache_path(out: str | os.PathLike[str]) -> Path:
 
 def predict(
     entries: Sequence[Entry],
-    backend: Any,
+    predictor: Predictor,
     settings: Sequence[str] | str = "all",
     mode: str = "constrained",
     cfg: DecodeConfig | None = None,
@@ -76,41 +84,42 @@ def predict(
 ) -> list[dict[str, Any]]:
     """Predict every (setting, entry); returns rows in canonical order (settings, then test-set order).
 
-    HF batches are formed over the whole work list sorted by prompt length, so a resumed run recomputes exactly
-    the batches an uninterrupted run would; each finished batch is appended to ``cache`` before the next starts.
+    Batches are formed over the whole work list (sorted by prompt length when ``predictor.sort_by_length``), so a
+    resumed run recomputes exactly the batches an uninterrupted run would; each finished batch is appended to
+    ``cache`` before the next starts.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if mode not in predictor.modes:
+        raise ValueError(f"the {predictor.name} predictor supports only mode(s) {predictor.modes}, not {mode!r}")
     cfg = cfg or DecodeConfig()
     settings = resolve_settings(settings) if isinstance(settings, str) else list(settings)
     work = [(s, e) for s in settings for e in entries]
-    prompts = [backend.prompt(e, s, max_prompt_tokens)
+    prompts = [predictor.prompt(e, s, max_prompt_tokens)
                for s, e in tqdm(work, desc="prompts", disable=not progress or len(work) < 50, leave=False)]
-    identity = backend.identity()
-    dkey = backend.decoding_key(mode, cfg)
+    identity = predictor.identity()
+    dkey = predictor.decoding_key(mode, cfg)
     keys = [cache_key(identity, p.digest(), digest(e.candidates) if mode != "generate" else "", mode, dkey)
             for (_, e), p in zip(work, prompts)]
     store = PredictionCache(cache)
-    if getattr(backend, "name", "") == "hf":
-        order = sorted(range(len(work)), key=lambda i: (prompts[i].prompt_tokens or 0, i))
-    else:
-        order = list(range(len(work)))
+    order = list(range(len(work)))
+    if predictor.sort_by_length:
+        order.sort(key=lambda i: (prompts[i].prompt_tokens or 0, i))
     if batch_size is None:
-        batch_size = getattr(backend, "default_batch_size", lambda: 16)()
+        batch_size = predictor.default_batch_size()
     size = 1 if mode == "rank" else max(1, batch_size)
     batches = [order[i:i + size] for i in range(0, len(order), size)]
-    model_label = getattr(backend, "model_name", "?")
-    adapter = getattr(backend, "adapter", None)
-    bar = tqdm(total=len(work), desc=desc or f"{model_label} {mode}", disable=not progress)
+    adapter = predictor.adapter
+    bar = tqdm(total=len(work), desc=desc or f"{predictor.model_name} {mode}", disable=not progress)
     for batch in batches:
         todo = [i for i in batch if keys[i] not in store]
         if todo:
-            results = backend.run([(work[i][1], prompts[i]) for i in todo], mode, cfg)
+            results = predictor.run([(work[i][1], prompts[i]) for i in todo], mode, cfg)
             new = []
             for i, res in zip(todo, results):
                 row = {
-                    **_identity(work[i], prompts[i]), "response": res.get("response") or "", "mode": mode,
-                    "backend": identity.get("backend"), "model": model_label,
+                    **_row_identity(work[i], prompts[i]), "response": res.get("response") or "", "mode": mode,
+                    "backend": identity.get("backend"), "model": predictor.model_name,
                     "adapter": str(adapter) if adapter else None, "latency_s": res.get("latency_s"),
                     "error": res.get("error"),
                 }
@@ -121,25 +130,19 @@ def predict(
     bar.close()
     # Two work items can send the model the same input (e.g. entries that share query and candidates once their
     # histories are trimmed away): one cached output, but every row keeps its own entry, setting and trimming.
-    return [{**store.get(k), **_identity(work[i], prompts[i])} for i, k in enumerate(keys)]  # type: ignore[dict-item]
+    return [{**store.get(k), **_row_identity(work[i], prompts[i])} for i, k in enumerate(keys)]  # type: ignore[dict-item]
 
 
-def _identity(item: tuple[str, Entry], p: Any) -> dict[str, Any]:
+def _row_identity(item: tuple[str, Entry], p: Any) -> dict[str, Any]:
+    """The fields a row owns whatever the cache holds: its entry, setting and prompt bookkeeping."""
     s, e = item
     return {"entry_id": e.entry_id, "setting": s, "prompt_tokens": p.prompt_tokens, "trimmed": p.trimmed,
             "trimmed_items": p.trimmed_items, "over_budget": p.over_budget}
 
 
 def write_rows(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
-    """Write prediction rows as JSONL (atomically: temp file, then rename)."""
-    p = Path(out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(p)
-    return p
+    """Write prediction rows as JSONL, atomically (:func:`petool_lib.core.io.write_jsonl`)."""
+    return write_jsonl(out, rows)
 
 
 def speed_summary(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -163,25 +166,30 @@ def speed_summary(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, A
     }
 
 
-def evaluate_model(
-    run_dir: str | os.PathLike[str], label: str, backend: Any, test_sets: dict[str, Sequence[Entry]],
-    modes: Sequence[str], cfg: DecodeConfig | None = None, max_prompt_tokens: int | None = None,
-    progress: bool = True,
+def predict_sets(
+    run_dir: str | os.PathLike[str], label: str, predictor: Predictor, test_sets: dict[str, Sequence[Entry]],
+    cfg: EvalConfig, progress: bool = True,
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Predict every test set in every mode (all settings) into ``<run>/predictions/<label>_<mode>_<testset>.jsonl``.
+    """Predict every test set in every mode of ``cfg`` (all settings) into
+    ``<run>/predictions/<label>_<mode>_<testset>.jsonl``; no scoring here.
 
-    Returns ``{(testset, mode): {"rows", "path", "speed"}}``; each run resumes from
+    The prompt budget is ``cfg.prompt_budget(predictor.context_window())``; over it, :meth:`Predictor.prompt` drops
+    the oldest history items (``cfg.context == "oldest"``, the only policy so far). Returns
+    ``{(testset, mode): {"rows", "path", "speed"}}``; each run resumes from
     ``<run>/predictions/.cache/<label>_<mode>_<testset>.cache.jsonl``.
     """
-    import time
-
+    unsupported = [m for m in cfg.modes if m not in predictor.modes]
+    if unsupported:
+        raise ValueError(f"the {predictor.name} predictor cannot run mode(s) {unsupported} (it supports "
+                         f"{predictor.modes}); pass cfg.with_modes(...)")
+    budget = cfg.prompt_budget(predictor.context_window())
     pred_dir = Path(run_dir) / "predictions"
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for mode in modes:
+    for mode in cfg.modes:
         for testset, entries in test_sets.items():
             path = pred_dir / f"{label}_{mode}_{testset}.jsonl"
             t0 = time.perf_counter()
-            rows = predict(entries, backend, "all", mode, cfg, max_prompt_tokens, cache=default_cache_path(path),
+            rows = predict(entries, predictor, "all", mode, cfg.decode, budget, cache=default_cache_path(path),
                            progress=progress, desc=f"{label} {mode} {testset}")
             seconds = time.perf_counter() - t0
             write_rows(rows, path)
@@ -190,11 +198,13 @@ def evaluate_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m petool_lib.inference.predict", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m petool_lib predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
     ap.add_argument("--model", required=True, help="smollm2 | tiny | HF id or path | endpoint model name")
     ap.add_argument("--adapter", default=None, help="PEFT adapter directory applied on the base model (hf)")
-    ap.add_argument("--backend", default="hf", choices=("hf", "openai"))
+    ap.add_argument("--predictor", default=None, choices=PREDICTORS,
+                    help="hf: a local transformers model (default); openai: an OpenAI-compatible endpoint")
+    ap.add_argument("--backend", dest="backend_alias", default=None, choices=PREDICTORS, help=argparse.SUPPRESS)
     ap.add_argument("--setting", default="all", help="all | preferred | ratings | chronological (or p/r/c), comma list")
     ap.add_argument("--limit", type=int, default=None, help="a fixed seeded subset of N entries per setting")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
@@ -203,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-prompt-tokens", type=int, default=None,
                     help="prompt budget: drop the oldest history items until the templated prompt fits "
                          "(hf default: the model's context window minus the generation bound)")
+    ap.add_argument("--context", default="oldest", choices=CONTEXTS,
+                    help="how a prompt over the budget is cut (oldest: drop the oldest history items)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="hf: prompts per batch in generate/constrained (default 1 on CPU, 8 on GPU); "
                          "openai: requests per cache flush (default 16)")
@@ -219,18 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cache", action="store_true", help="do not read or write a cache file")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    if args.backend_alias:
+        print("warning: --backend is deprecated; use --predictor", file=sys.stderr)
+    kind = args.predictor or args.backend_alias or "hf"
     try:
+        cfg = EvalConfig(modes=(args.mode,), max_prompt_tokens=args.max_prompt_tokens, context=args.context,
+                         dtype=args.dtype, decode=DecodeConfig(max_new_tokens=args.max_new_tokens,
+                                                               max_value_chars=args.max_value_chars,
+                                                               rank_score=args.rank_score))
         entries = select_subset(load_test_set(args.test), args.limit, args.seed)
-        backend = make_backend(args.backend, args.model, args.adapter, args.dtype, args.concurrency,
-                               args.max_retries, args.timeout, args.max_new_tokens, args.tokenizer)
-        cfg = DecodeConfig(max_new_tokens=args.max_new_tokens, max_value_chars=args.max_value_chars,
-                           rank_score=args.rank_score)
-        budget = args.max_prompt_tokens
-        if budget is None and args.backend == "hf" and backend.context_window():
-            budget = backend.context_window() - max(args.max_new_tokens, 256)
+        predictor = make_predictor(kind, args.model, args.adapter, cfg.dtype, args.concurrency, args.max_retries,
+                                   args.timeout, args.max_new_tokens, args.tokenizer)
         cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
-        rows = predict(entries, backend, args.setting, args.mode, cfg, budget, args.batch_size, cache,
-                       progress=not args.quiet)
+        rows = predict(entries, predictor, args.setting, args.mode, cfg.decode,
+                       cfg.prompt_budget(predictor.context_window()), args.batch_size, cache, progress=not args.quiet)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,116 @@
+"""Notebook 05's evaluation steps as library calls: predict, score (paper and robust), record in ``metrics.json``,
+print the headline table.
+
+Every function takes the notebook's ``metrics`` dict (its ``evaluation`` / ``evaluation_files`` sections, see
+:func:`load_evaluation`), adds to it and writes those two sections back to ``<run>/metrics.json``, so an
+interrupted notebook keeps what it finished. Layout: :mod:`petool_lib.reporting.report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core.data import Entry, load_test_set, select_subset
+from ..core.runs import read_metrics, run_path, update_metrics
+from ..harness.baselines import METHODS, predict_baseline
+from ..harness.evaluate import evaluate_rows, format_table, load_predictions, write_predictions
+from ..harness.scoring import SCORINGS
+from ..harness.seen import seen_apis, seen_unseen_summary
+from ..inference.base import Predictor
+from ..inference.config import EvalConfig
+from ..inference.predictions import predict_sets
+from .report import record_evaluation
+
+SECTIONS = ("evaluation", "evaluation_files")
+STAGE_ADAPTERS = (("sft", "+sft"), ("dpo", "+sft+dpo"))  # <run>/models/<stage> -> label suffix
+
+
+def load_evaluation(run: str | Path) -> dict[str, Any]:
+    """The run's ``evaluation`` and ``evaluation_files`` sections (empty when absent)."""
+    metrics = read_metrics(run)
+    return {k: metrics.get(k, {}) for k in SECTIONS}
+
+
+def save_evaluation(run: str | Path, metrics: dict[str, Any]) -> None:
+    for section in SECTIONS:
+        update_metrics(run, section, metrics.get(section, {}))
+
+
+def load_test_sets(run: str | Path, test_path: str | None = None, limit: int | None = None,
+                   synth_limit: int | None = None, seed: int = 0) -> dict[str, list[Entry]]:
+    """``official`` (a seeded subset of ``limit`` entries; ``None``: all) and, when notebook 02 wrote
+    ``<run>/data/test.json``, ``synthesized`` (``synth_limit`` entries)."""
+    sets = {"official": select_subset(load_test_set(test_path), limit, seed)}
+    synth = run_path(run) / "data" / "test.json"
+    if synth.is_file():
+        sets["synthesized"] = select_subset(load_test_set(synth), synth_limit, seed)
+    return sets
+
+
+def record_scores(metrics: dict[str, Any], testset: str, name: str, entries: Sequence[Entry],
+                  rows: list[dict[str, Any]], path: str | Path, scoring: str = "paper") -> None:
+    """Score ``rows`` with every scoring, record them under ``name``, print the ``scoring`` table."""
+    for sc in SCORINGS:
+        record_evaluation(metrics, testset, name, sc, evaluate_rows(list(entries), rows, scoring=sc), str(path))
+    print(format_table(metrics["evaluation"][testset][name][scoring], f"{name} on {testset} ({scoring})"))
+
+
+def evaluate_baselines(metrics: dict[str, Any], run: str | Path, test_sets: dict[str, list[Entry]], seed: int = 0,
+                       scoring: str = "paper", methods: Sequence[str] = METHODS) -> None:
+    """Each prompt-only baseline on each test set -> ``<run>/predictions/baseline-<method>_<testset>.jsonl``."""
+    for testset, entries in test_sets.items():
+        for method in methods:
+            rows = predict_baseline(entries, method, seed=seed)
+            path = write_predictions(run_path(run) / "predictions" / f"baseline-{method}_{testset}.jsonl", rows)
+            record_scores(metrics, testset, f"baseline-{method}", entries, rows, path, scoring)
+    save_evaluation(run, metrics)
+
+
+def evaluate_predictor(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,
+                       lm_sets: dict[str, list[Entry]], eval_cfg: EvalConfig, scoring: str = "paper",
+                       progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Predict every test set in every mode of ``eval_cfg`` (:func:`~petool_lib.inference.predict_sets`), score
+    and record each as ``"<label> (<mode>)"``; returns the speed summaries keyed ``"<testset>/<label> (<mode>)"``."""
+    speed: dict[str, dict[str, Any]] = {}
+    for (testset, mode), res in predict_sets(run_path(run), label, predictor, lm_sets, eval_cfg, progress).items():
+        name = f"{label} ({mode})"
+        record_scores(metrics, testset, name, lm_sets[testset], res["rows"], res["path"], scoring)
+        speed[f"{testset}/{name}"] = res["speed"]
+    save_evaluation(run, metrics)
+    return speed
+
+
+def run_adapters(run: str | Path, model: str) -> dict[str, str | None]:
+    """``{label: adapter directory}``: the base ``model`` (no adapter), then the SFT and SFT+DPO adapters that
+    notebooks 03-04 left in ``<run>/models/`` (a missing one is reported and skipped)."""
+    short = Path(str(model)).name
+    out: dict[str, str | None] = {short: None}
+    for stage, suffix in STAGE_ADAPTERS:
+        adapter = run_path(run) / "models" / stage
+        if (adapter / "adapter_config.json").is_file():
+            out[short + suffix] = str(adapter)
+        else:
+            print(f"no adapter at {adapter}: {short + suffix} skipped (run notebooks 03-04)")
+    return out
+
+
+def evaluate_seen(metrics: dict[str, Any], run: str | Path, lm_sets: dict[str, list[Entry]],
+                  scoring: str = "paper") -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Accuracy of every recorded language-model prediction file on seen vs unseen ground-truth APIs
+    (:mod:`petool_lib.harness.seen`), keyed ``(testset, name, side)``; written to ``evaluation_seen``."""
+    seen, unknown = seen_apis(run)
+    for testset, reason in unknown.items():
+        print(f"{testset}: seen/unseen split unavailable: {reason}")
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for testset, by_name in metrics.get("evaluation_files", {}).items():
+        if testset not in seen or testset not in lm_sets:
+            continue
+        for name, path in by_name.items():
+            if name.startswith("baseline-"):
+                continue
+            rows = load_predictions(path, lm_sets[testset], subset=True)
+            for side, summary in seen_unseen_summary(lm_sets[testset], rows, seen[testset], scoring).items():
+                out[(testset, name, side)] = summary
+    update_metrics(run, "evaluation_seen", {"/".join(k): v for k, v in out.items()})
+    return out

@@ -1,0 +1,74 @@
+"""``python -m petool_lib.training.cli sft|dpo ...`` (also ``python -m petool_lib train sft|dpo ...``)::
+
+    python -m petool_lib.training.cli sft --data DIR --model MODEL --out OUT [--profile tiny|cpu|paper|PATH.yaml]
+        [--backend auto|hf|unsloth] [--max-steps N]                                           # -> OUT/sft
+    python -m petool_lib.training.cli dpo --data DIR --model MODEL --adapter OUT/sft --out OUT2 ...   # -> OUT2/dpo
+
+The profile (a name: ``configs/<name>.yaml``, or any profile YAML) is read once here, its stage config built with
+the command-line overrides, the backend resolved, and the resolved objects handed to ``train_sft`` / ``train_dpo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..core.data import DataError
+from .backend import BACKENDS, BackendError, prepare_backend
+from .checkpoints import to_jsonable
+from .config import PROFILE_NAMES, STAGES, ProfileError, load_training_profile, stage_config
+from .dpo import train_dpo
+from .sft import train_sft
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m petool_lib.training.cli",
+                                description="LoRA SFT, then DPO from the SFT adapter (TRL; CPU by default, Unsloth on a GPU)")
+    sub = p.add_subparsers(dest="stage", required=True)
+    for stage in STAGES:
+        s = sub.add_parser(stage, help=f"{stage.upper()} stage; writes OUT/{stage}")
+        s.add_argument("--data", required=True, help="run data dir (sft.jsonl / dpo.jsonl / hf/) or a JSONL file")
+        s.add_argument("--model", default=None, help="smollm2 | tiny | HF id or path (default: the profile's)")
+        s.add_argument("--out", required=True, help=f"models directory; the adapter goes to OUT/{stage}")
+        if stage == "dpo":
+            s.add_argument("--adapter", required=True, help="the SFT adapter directory (OUT/sft)")
+        s.add_argument("--profile", default="cpu", metavar="|".join(PROFILE_NAMES) + "|PATH.yaml",
+                       help="training recipe: the training: section of configs/<name>.yaml or of a profile YAML")
+        s.add_argument("--backend", default="auto", choices=list(BACKENDS))
+        s.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
+        s.add_argument("--max-examples", type=int, default=None, help="override the profile's example cap")
+        s.add_argument("--token-budget", type=int, default=None, help="override the profile's token budget")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
+        s.add_argument("--keep-checkpoints", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        profile = load_training_profile(args.profile)
+        cfg = stage_config(profile, args.stage, max_steps=args.max_steps, max_examples=args.max_examples,
+                           token_budget=args.token_budget)
+        backend = prepare_backend(args.backend)  # before anything imports trl / transformers / peft
+        common = dict(profile=profile, model=args.model or profile.default_model, out=Path(args.out) / args.stage,
+                      backend=backend, seed=args.seed, resume=not args.no_resume,
+                      keep_checkpoints=args.keep_checkpoints)
+        if args.stage == "sft":
+            res = train_sft(args.data, cfg, **common)
+        else:
+            res = train_dpo(args.data, cfg, adapter=args.adapter, **common)
+    except (BackendError, DataError, ProfileError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = {k: v for k, v in res.metrics.items() if k != "data"}
+    summary["data"] = {k: v for k, v in res.metrics["data"].items() if k != "entry_ids"}
+    print(json.dumps(to_jsonable(summary), indent=1))
+    print(f"adapter: {res.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Training rows: loading and checking SFT / DPO rows, and fitting them to a token budget on their way to the trainer.
+
+Rows are TRL's conversational formats: SFT ``{"prompt", "completion"}``, DPO ``{"prompt", "chosen", "rejected"}``
+(lists of chat messages), plus ``setting`` / ``entry_id`` bookkeeping. A row too long for the stage's token budget
+loses its oldest history items (never the query, the candidate tools or the format text); a row that cannot fit
+even with an empty history is skipped or kept whole (the stage's ``too_long`` policy), and counted either way.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core.data import DataError
+from ..core.prompts import PromptError, parse_prompt, trim_history
+from .config import STAGES, StageConfig
+
+STAGE_FILES: dict[str, str] = {"sft": "sft.jsonl", "dpo": "dpo.jsonl"}
+STAGE_COLUMNS: dict[str, tuple[str, ...]] = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}
+
+
+def _check_messages(value: Any, where: str, key: str, roles: Sequence[str] | None = None) -> None:
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: field {key!r} must be a non-empty list of chat messages")
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(msg.get("content"), str):
+            raise DataError(f"{where}: field {key!r}[{i}] must be an object with string 'role' and 'content'")
+        if roles is not None and msg["role"] not in roles:
+            raise DataError(f"{where}: field {key!r}[{i}] has role {msg['role']!r}, expected one of {list(roles)}")
+
+
+def validate_row(row: Any, stage: str, where: str) -> dict[str, Any]:
+    """Check one SFT / DPO row (TRL conversational prompt-completion / preference format)."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: row is a {type(row).__name__}, expected an object")
+    for key in STAGE_COLUMNS[stage]:
+        if key not in row:
+            raise DataError(f"{where}: missing field {key!r}")
+        _check_messages(row[key], where, key, roles=None if key == "prompt" else ("assistant",))
+    if not any(m["role"] == "user" for m in row["prompt"]):
+        raise DataError(f"{where}: field 'prompt' has no user message")
+    return row
+
+
+def _read_jsonl_rows(path: Path, stage: str) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
+            rows.append(validate_row(raw, stage, f"{path}:{lineno}"))
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def load_rows(data: str | Path, stage: str) -> list[dict[str, Any]]:
+    """Rows of a stage from ``DIR/sft.jsonl`` / ``DIR/dpo.jsonl``, a JSONL file, or the DatasetDict ``DIR/hf``.
+
+    Every row is checked; an error names the file, the line (or split and index) and the field.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    path = Path(data)
+    if path.is_dir() and (path / STAGE_FILES[stage]).is_file():
+        path = path / STAGE_FILES[stage]
+    if path.is_file():
+        return _read_jsonl_rows(path, stage)
+    hf_dir = path / "hf" if (path / "hf").is_dir() else path
+    if (hf_dir / "dataset_dict.json").is_file():
+        from datasets import load_from_disk
+
+        dd = load_from_disk(str(hf_dir))
+        if stage not in dd:
+            raise DataError(f"{hf_dir}: DatasetDict has splits {list(dd)}, no {stage!r} split")
+        return [validate_row(r, stage, f"{hf_dir}[{stage}][{i}]") for i, r in enumerate(dd[stage])]
+    raise DataError(f"{Path(data)}: no {STAGE_FILES[stage]} and no DatasetDict (hf/) found")
+
+
+def official_rows(entries: Sequence[Any], settings: Sequence[str] = ("preferred", "ratings", "chronological")) -> list[dict[str, Any]]:
+    """SFT-format rows from official test entries (settings cycled), e.g. held-out rows for before/after samples."""
+    rows = []
+    for i, e in enumerate(entries):
+        s = settings[i % len(settings)]
+        rows.append({
+            "prompt": [{"role": "system", "content": e.prompts[s]}, {"role": "user", "content": e.query}],
+            "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
+            "setting": s, "entry_id": e.entry_id,
+        })
+    return rows
+
+
+# --- fitting rows to the token budget --------------------------------------------------------------------------
+
+
+def count_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens of the chat-templated conversation (what the trainer sees)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _completions(row: dict[str, Any], stage: str) -> list[list[dict[str, str]]]:
+    return [row["completion"]] if stage == "sft" else [row["chosen"], row["rejected"]]
+
+
+@dataclass
+class FitResult:
+    """One row after :func:`fit_row`: the row to train on, its token count and what trimming did."""
+
+    row: dict[str, Any]
+    tokens: int
+    dropped: int = 0  # history items removed (oldest first)
+    fits: bool = True  # False: too long even with an empty history (``row`` is the original)
+    parsed: bool = True  # False: the system prompt is not a PEToolBench prompt, so it could not be trimmed
+
+
+def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None) -> FitResult:
+    """Make a row fit ``budget`` tokens by dropping its oldest history items (query/candidates/format untouched).
+
+    The token count is that of the full chat-templated conversation (system + user + assistant; for DPO the
+    longer of chosen / rejected). Returns the (possibly) trimmed row; ``fits`` is False when even an empty
+    history is too long, in which case the original row is returned untouched.
+    """
+    prompt = row["prompt"]
+    sys_idx = next((i for i, m in enumerate(prompt) if m["role"] == "system"), None)
+    completions = _completions(row, stage)
+
+    def n_tokens(system_text: str | None) -> int:
+        msgs = [dict(m) for m in prompt]
+        if sys_idx is not None and system_text is not None:
+            msgs[sys_idx]["content"] = system_text
+        return max(count_tokens(tokenizer, msgs + c) for c in completions)
+
+    n = n_tokens(None)
+    if budget is None or n <= budget:
+        return FitResult(row=row, tokens=n)
+    if sys_idx is None:
+        return FitResult(row=row, tokens=n, fits=False, parsed=False)
+    try:
+        parsed = parse_prompt(prompt[sys_idx]["content"])
+    except PromptError:
+        return FitResult(row=row, tokens=n, fits=False, parsed=False)
+    trimmed, dropped = trim_history(parsed, lambda text: n_tokens(text) <= budget)
+    text = trimmed.render()
+    n_new = n_tokens(text)
+    if n_new > budget:
+        return FitResult(row=row, tokens=n, dropped=0, fits=False)
+    new_prompt = [dict(m) for m in prompt]
+    new_prompt[sys_idx]["content"] = text
+    return FitResult(row={**row, "prompt": new_prompt}, tokens=n_new, dropped=dropped)
+
+
+@dataclass
+class PrepStats:
+    """What happened to the rows on their way to the trainer (saved in ``train_stats.json``)."""
+
+    stage: str
+    source_rows: int
+    token_budget: int | None
+    too_long_policy: str
+    max_examples: int | None
+    considered: int = 0  # rows looked at, in the balanced order, until ``max_examples`` were usable
+    used: int = 0  # rows handed to the trainer
+    trimmed_rows: int = 0  # used rows that lost history items ...
+    history_items_dropped: int = 0  # ... and how many in all
+    too_long_skipped: int = 0  # too long even with an empty history: skipped (policy "skip") ...
+    too_long_kept: int = 0  # ... or kept whole (policy "keep")
+    unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
+    tokens_total: int = 0  # over the used rows
+    tokens_max: int = 0
+    by_setting: dict[str, int] = field(default_factory=dict)
+    entry_ids: list[Any] = field(default_factory=list)
+
+    @property
+    def not_considered(self) -> int:
+        return self.source_rows - self.considered
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["not_considered"] = self.not_considered
+        out["tokens_mean"] = round(self.tokens_total / self.used, 1) if self.used else 0.0
+        return out
+
+    def add(self, row: dict[str, Any], res: FitResult) -> None:
+        """Count one row that goes to the trainer."""
+        if res.dropped:
+            self.trimmed_rows += 1
+            self.history_items_dropped += res.dropped
+        self.used += 1
+        self.tokens_total += res.tokens
+        self.tokens_max = max(self.tokens_max, res.tokens)
+        setting = str(row.get("setting", ""))
+        self.by_setting[setting] = self.by_setting.get(setting, 0) + 1
+        self.entry_ids.append(row.get("entry_id"))
+
+
+def balanced_order(rows: Sequence[dict[str, Any]], seed: int) -> list[int]:
+    """Indices of ``rows`` shuffled per setting (seeded) and interleaved, so any prefix is balanced."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(str(r.get("setting", "")), []).append(i)
+    rng = random.Random(seed)
+    for idx in groups.values():
+        rng.shuffle(idx)
+    order: list[int] = []
+    queues = [groups[k] for k in sorted(groups)]
+    while any(queues):
+        for q in queues:
+            if q:
+                order.append(q.pop(0))
+    return order
+
+
+def prepare_rows(
+    rows: Sequence[dict[str, Any]], stage: str, tokenizer: Any, cfg: StageConfig, seed: int = 0
+) -> tuple[list[dict[str, Any]], PrepStats]:
+    """Trim histories to ``cfg.token_budget``, apply the too-long policy, cap at ``cfg.max_examples``.
+
+    Rows are taken in a seeded, setting-balanced order until ``max_examples`` usable rows are found. Returned rows
+    keep only the trainer's columns; skipped rows are counted, never silently lost.
+    """
+    from tqdm.auto import tqdm
+
+    stats = PrepStats(stage=stage, source_rows=len(rows), token_budget=cfg.token_budget,
+                      too_long_policy=cfg.too_long, max_examples=cfg.max_examples)
+    out: list[dict[str, Any]] = []
+    cols = STAGE_COLUMNS[stage]
+    target = min(len(rows), cfg.max_examples) if cfg.max_examples else len(rows)
+    with tqdm(total=target, desc=f"{stage}: fitting rows to {cfg.token_budget or 'any'} tokens", leave=False) as bar:
+        for i in balanced_order(rows, seed):
+            if cfg.max_examples is not None and len(out) >= cfg.max_examples:
+                break
+            row = rows[i]
+            stats.considered += 1
+            res = fit_row(row, stage, tokenizer, cfg.token_budget)
+            if not res.parsed:
+                stats.unparsed_prompts += 1
+            if not res.fits:
+                if cfg.too_long == "skip":
+                    stats.too_long_skipped += 1
+                    continue
+                stats.too_long_kept += 1
+            out.append({k: res.row[k] for k in cols})
+            stats.add(row, res)
+            bar.update(1)
+    return out, stats

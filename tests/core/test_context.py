@@ -1,0 +1,162 @@
+"""The context builder: official prompts pass through untouched when they fit; over budget, evidence first."""
+
+from __future__ import annotations
+
+import pytest
+
+from petool_lib.core.context import (evidence_items, fit_prompt, history_priority, make_messages,
+                                     shorten_descriptions, template_ids)
+from petool_lib.core.data import SETTINGS
+from petool_lib.core.prompts import parse_prompt, trim_history
+
+
+def chars(text: str) -> int:
+    return len(text)
+
+
+def _over(prompt, extra=0):
+    """A budget the prompt misses: the length with about half of its history removed."""
+    half = prompt.history[len(prompt.history) // 2:]
+    from dataclasses import replace
+    return len(replace(prompt, history=half).render()) + extra
+
+
+def _entry_with_evidence(official, setting, min_items=2):
+    for e in official:
+        p = parse_prompt(e.prompts[setting], setting)
+        ev = evidence_items(p)
+        if len(ev) >= min_items and len(p.history) >= len(ev) + 6:
+            return e, p
+    pytest.skip("no suitable entry")
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_prompt_that_fits_is_byte_identical(official, setting):
+    e = official[0]
+    p = parse_prompt(e.prompts[setting], setting)
+    for mode in ("evidence", "oldest"):
+        out, rep = fit_prompt(p, e.query, chars, len(e.prompts[setting]), mode)
+        assert out.render() == e.prompts[setting]
+        assert (rep.kept_items, rep.dropped_items, rep.description_limit, rep.fits) == (len(p.history), 0, None, True)
+
+
+@pytest.mark.parametrize("setting", ["ratings", "chronological"])
+def test_evidence_items_are_kept_first_in_their_order_with_ratings(official, setting):
+    e, p = _entry_with_evidence(official, setting)
+    ev = evidence_items(p)
+    budget = _over(p)
+    out, rep = fit_prompt(p, e.query, chars, budget, "evidence")
+    assert len(out.render()) <= budget and rep.fits and rep.dropped_items > 0
+    kept_ids = [id(h) for h in out.history]
+    # kept items appear in their original relative order, unchanged (ratings included)
+    positions = [next(i for i, h in enumerate(p.history) if id(h) == k) for k in kept_ids]
+    assert positions == sorted(positions)
+    assert all(h.rating == p.history[i].rating for h, i in zip(out.history, positions))
+    if rep.kept_evidence < len(ev):  # budget too small for all evidence: then no non-evidence item is kept
+        assert set(positions) <= set(ev)
+        assert set(positions) == set(sorted(ev)[-len(positions):])  # the newest evidence items
+    else:
+        assert set(ev) <= set(positions)
+    assert rep.kept_items == len(out.history) and rep.evidence_items == len(ev)
+    # the prompt's other parts are untouched
+    assert out.candidates == p.candidates and out.task_text == p.task_text and out.format_text == p.format_text
+
+
+def test_priority_puts_evidence_before_the_rest(official):
+    e, p = _entry_with_evidence(official, "ratings")
+    ev = evidence_items(p)
+    order = history_priority(p, e.query)
+    assert sorted(order) == list(range(len(p.history)))
+    assert order[: len(ev)] == sorted(ev, reverse=True)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_oldest_mode_is_the_reference_trimming(official, setting):
+    e, p = _entry_with_evidence(official, setting, min_items=0)
+    budget = _over(p, extra=37)
+    out, rep = fit_prompt(p, e.query, chars, budget, "oldest")
+    ref, dropped = trim_history(p, lambda t: len(t) <= budget)
+    assert out.render() == ref.render() and rep.dropped_items == dropped
+
+
+def test_descriptions_are_shortened_only_when_the_candidates_alone_are_too_long(official):
+    e = max(official[:200], key=lambda e: len(e.prompts["preferred"]))
+    p = parse_prompt(e.prompts["preferred"], "preferred")
+    from dataclasses import replace
+    empty = len(replace(p, history=[]).render())
+    budget = empty - 500
+    out, rep = fit_prompt(p, e.query, chars, budget, "evidence")
+    assert rep.fits and len(out.render()) <= budget and out.history == []
+    assert rep.description_limit is not None and rep.description_limit >= 0
+    assert len(out.candidates) == len(p.candidates)
+    for a, b in zip(out.candidates, p.candidates):
+        assert a["tool_name"] == b["tool_name"] and list(a) == list(b)
+        for key in ("required_parameters", "optional_parameters"):
+            assert [(x["name"], x["type"], x.get("default")) for x in a[key]] == \
+                   [(x["name"], x["type"], x.get("default")) for x in b[key]]
+    # with no room at all it says so instead of pretending
+    out, rep = fit_prompt(p, e.query, chars, 10, "evidence")
+    assert not rep.fits and rep.description_limit == 0 and len(out.candidates) == len(p.candidates)
+
+
+def test_shorten_descriptions_marks_cuts():
+    cands = [{"tool_name": "<A>.<B>.<c>", "tool_description": "x" * 50,
+              "required_parameters": [{"name": "q", "type": "STRING", "description": "y" * 30, "default": "d" * 40}],
+              "optional_parameters": []}]
+    out = shorten_descriptions(cands, 10)
+    assert out[0]["tool_description"] == "x" * 10 + "..."
+    assert out[0]["required_parameters"][0] == {"name": "q", "type": "STRING", "description": "y" * 10 + "...",
+                                                "default": "d" * 40}
+    assert cands[0]["tool_description"] == "x" * 50  # input untouched
+
+
+def test_unknown_mode_is_an_error(official):
+    p = parse_prompt(official[0].prompts["preferred"], "preferred")
+    with pytest.raises(ValueError, match="unknown context mode"):
+        fit_prompt(p, "q", chars, 10, "newest")
+
+
+def test_every_official_prompt_fits_the_smollm2_window(official):
+    """No official prompt is lost for its length: all 3,000 fit SmolLM2's 8,192 tokens (minus 64 for the answer)
+    through the chat template after the builder (the tiny model carries SmolLM2's tokenizer)."""
+    from transformers import AutoTokenizer
+
+    from petool_lib.core.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny"))
+    window = 8192 - 64
+    shortened = 0
+    for e in official:
+        def count(system: str) -> int:
+            return len(template_ids(tok, make_messages(system, e.query)))
+        for s in SETTINGS:
+            text = e.prompts[s]
+            out, rep = fit_prompt(parse_prompt(text, s), e.query, count, window, "evidence")
+            assert rep.fits, f"entry {e.entry_id} ({s}): {rep}"
+            shortened += rep.description_limit is not None
+    assert shortened > 0  # the ~28 entries over the window with no history were shortened, not dropped
+
+
+def test_build_chat_prompt_evidence_mode_records_what_it_did(official):
+    from transformers import AutoTokenizer
+
+    from petool_lib.core.context import build_chat_prompt
+    from petool_lib.core.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny"))
+    e, p = _entry_with_evidence(official, "ratings")
+    full = build_chat_prompt(e, "ratings", tok, None, context="evidence")
+    assert full.messages[0]["content"] == e.prompts["ratings"] and "context" not in full.extra
+    budget = full.prompt_tokens - 200
+    cp = build_chat_prompt(e, "ratings", tok, budget, context="evidence")
+    rep = cp.extra["context"]
+    assert cp.prompt_tokens <= budget and not cp.over_budget
+    assert rep["tokens_before"] > budget >= rep["tokens_after"] and rep["dropped_items"] == cp.trimmed_items > 0
+    assert rep["kept_evidence"] == rep["evidence_items"]  # 200 tokens are found among the non-evidence items
+    # a budget below the candidates alone: oldest mode gives up (over budget), evidence mode shortens descriptions
+    no_history = build_chat_prompt(e, "ratings", tok, 1, context="oldest").prompt_tokens  # all items dropped
+    tight = build_chat_prompt(e, "ratings", tok, no_history - 40, context="oldest")
+    fitted = build_chat_prompt(e, "ratings", tok, no_history - 40, context="evidence")
+    assert tight.over_budget and not fitted.over_budget and fitted.extra["context"]["description_limit"] is not None
+    with pytest.raises(ValueError, match="unknown context mode"):
+        build_chat_prompt(e, "ratings", tok, 700, context="recent")

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from petool_lib.core.io import write_jsonl
+from petool_lib.harness.analysis import (accuracy_cells, common_entries, covered_entries, score_run_files,
+                                         worst_examples)
+from petool_lib.harness.evaluate import summarize
+
+
+def _rows(entries, right=True):
+    out = []
+    for e in entries:
+        call = e.ground_truth if right else {"tool_name": "X.Y.Z", "parameters": {}}
+        out.append({"entry_id": e.entry_id, "setting": "preferred", "response": json.dumps(call)})
+    return out
+
+
+def test_each_file_is_scored_on_the_entries_it_covers(official, tmp_path):
+    es = official[:6]
+    a = write_jsonl(tmp_path / "a.jsonl", _rows(es[:4]))                    # covers 4 entries, all right
+    b = write_jsonl(tmp_path / "b.jsonl", _rows(es[2:], right=False))       # covers 4 entries, all wrong
+    assert [e.entry_id for e in covered_entries(a, es)] == [e.entry_id for e in es[:4]]
+    scored = score_run_files({"official": {"a": str(a), "b": str(b)}}, {"official": es})
+    (sub_a, recs_a), (sub_b, recs_b) = scored[("official", "a")], scored[("official", "b")]
+    assert len(sub_a) == 4 and len(sub_b) == 4
+    sa, sb = summarize(recs_a), summarize(recs_b)
+    # the settings a file has no row for still count, as missing = wrong
+    assert sa["preferred"]["tool_acc"] == 1.0 and sa["ratings"]["missing"] == 4 and sa["ratings"]["tool_acc"] == 0
+    assert sb["preferred"]["tool_acc"] == 0.0
+    common = common_entries(scored, "official")
+    assert [e.entry_id for e in common] == [e.entry_id for e in es[2:4]]
+    assert common_entries(scored, "official", ["a"]) == sub_a
+    assert common_entries(scored, "synthesized") == []
+    cells = accuracy_cells({"a": sa})
+    assert cells.loc["a", "preferred"] == "100% / 100%" and cells.loc["a", "ratings"] == "0% / 0%"
+    worst = worst_examples({"a": recs_a}, sub_a, n=2)
+    assert len(worst) == 2 and (worst["setting"] != "preferred").all()
+
+
+def test_a_file_for_an_unknown_test_set_is_an_error(official, tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", _rows(official[:1]))
+    with pytest.raises(KeyError, match="synthesized"):
+        score_run_files({"synthesized": {"a": str(a)}}, {"official": official[:3]})

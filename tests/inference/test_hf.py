@@ -1,0 +1,102 @@
+"""The local HF predictor: exact rank scores, the context-window guard, bf16 attention switching, LoRA merging."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from petool_lib.harness.evaluate import evaluate_rows
+from petool_lib.harness.scoring import parse_paper
+from petool_lib.inference.config import DecodeConfig
+from petool_lib.inference.grammar import ToolCallGrammar, name_text, vocab_index
+from petool_lib.inference.hf import HFPredictor, common_prefix
+from petool_lib.inference.predictions import predict
+
+from .conftest import BUDGET
+
+
+def test_rank_scores_match_a_plain_forward(small, tiny):
+    """The KV-cache reuse is exact: each score equals log p(name tokens | prompt) from one plain full forward."""
+    entry = small[0]
+    cp = tiny.prompt(entry, "preferred", BUDGET)
+    res = tiny.run([(entry, cp)], "rank", DecodeConfig(max_value_chars=8))[0]
+    g = ToolCallGrammar(entry.candidates, vocab_index(tiny.tokenizer), tiny.eos_ids)
+    names = {t.name: g.vocab.encode(name_text(t.name)) for t in g.tools}
+    # tokens shared by every candidate's name and head are prefilled with the prompt: a constant, not scored
+    shared = min(common_prefix(list(names.values()) + [t.head_ids for t in g.tools]),
+                 min(len(s) for s in names.values()) - 1)
+    ids = list(cp.input_ids)
+    for name, score in res["rank_top"]:
+        seq = names[name]
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny.model(torch.tensor([ids + seq], device=tiny.device)).logits[0].float(), -1)
+        expected = sum(float(logp[len(ids) + j - 1, seq[j]]) for j in range(shared, len(seq)))
+        assert abs(expected - score) < 2e-3, (name, expected, score)
+    top = [s for _, s in res["rank_top"]]
+    assert top == sorted(top, reverse=True)
+    assert json.loads(res["response"])["tool_name"] == res["rank_top"][0][0]
+
+
+def test_common_prefix():
+    assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert common_prefix([[5, 6], [5, 6]]) == 2
+    assert common_prefix([[1], [2]]) == 0
+
+
+def test_prompt_beyond_context_window_is_a_failed_row(small, tiny, monkeypatch):
+    """A prompt the model cannot read (even with no history) is written as a failure, never truncated or dropped."""
+    monkeypatch.setattr(tiny, "context_window", lambda: 1200)
+    rows = predict(small[:2], tiny, ["preferred"], "rank", DecodeConfig(max_value_chars=8), BUDGET, progress=False)
+    assert len(rows) == 2
+    for r in rows:
+        assert r["prompt_tokens"] > 1200 - 64
+        assert r["response"] == "" and "context window" in r["error"]
+    summary = evaluate_rows(small[:2], rows, ["preferred"])["preferred"]
+    assert summary["n"] == 2 and summary["tool_correct"] == 0 and summary["errors"]["invalid_format"] == 2
+
+
+def test_identity_keys_are_unchanged(tiny):
+    """The identity is part of every prediction-cache key: its keys and value formats must not drift."""
+    ident = tiny.identity()
+    assert set(ident) - {"decode_attention"} == {"backend", "model", "adapter", "dtype"}
+    assert ident["backend"] == "hf" and ident["adapter"] is None
+    assert ident["dtype"].startswith("torch.") and ident["model"].startswith(("dir:", "name:"))
+
+
+def test_bf16_cpu_decodes_with_eager_attention_and_restores_sdpa(small):
+    b = HFPredictor("tiny", dtype="bfloat16")
+    assert b.decode_attention == ("eager" if b.device.type == "cpu" else None)
+    assert b.identity().get("decode_attention") == b.decode_attention  # absent (None) on a GPU
+    cfg = DecodeConfig(max_value_chars=16)
+    items = [(e, b.prompt(e, "preferred", BUDGET)) for e in small[:3]]
+    hybrid = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
+    assert b.model.config._attn_implementation == "sdpa"  # prefill (and the next prompt) keep SDPA
+    b.decode_attention = None
+    plain = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
+    for h, p in zip(hybrid, plain):
+        assert parse_paper(h["response"]) is not None
+    assert [h["response"] for h in hybrid] == [p["response"] for p in plain]
+
+
+def test_lora_is_merged_in_fp32_but_kept_separate_in_bf16(tmp_path):
+    """A LoRA update merged into bf16 weights is mostly rounded away: bf16 predictors keep the adapter unmerged."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from petool_lib.core.models import resolve_model
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), dtype=torch.float32)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(resolve_model("tiny")).save_pretrained(tmp_path / "adapter")  # as training does
+    fp32 = HFPredictor("tiny", adapter=str(tmp_path / "adapter"), dtype="float32")
+    bf16 = HFPredictor("tiny", adapter=str(tmp_path / "adapter"), dtype="bfloat16")
+    assert not isinstance(fp32.model, PeftModel) and isinstance(bf16.model, PeftModel)
+    assert bf16.model.dtype == torch.bfloat16
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.inference_mode():
+        ref = lora(input_ids=ids).logits
+        assert torch.allclose(fp32.model(input_ids=ids.to(fp32.device)).logits.cpu(), ref, atol=1e-4)
+        assert bf16.model(input_ids=ids.to(bf16.device)).logits.shape == ref.shape

@@ -1,0 +1,93 @@
+"""Notebook 05's steps as library calls, on a temporary run folder (a model-free predictor; no download)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from petool_lib.core.runs import read_metrics
+from petool_lib.inference.config import EvalConfig
+from petool_lib.reporting.evaluation import (
+    evaluate_baselines, evaluate_predictor, evaluate_seen, load_evaluation, load_test_sets, run_adapters,
+)
+from tests.inference.stub import StubPredictor
+
+
+@pytest.fixture(scope="module")
+def entries(official):
+    return sorted(random.Random(3).sample(official, 4), key=lambda e: e.entry_id)
+
+
+@pytest.fixture()
+def run(tmp_path, entries):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "official.json").write_text(json.dumps([e.to_dict() for e in entries]))
+    return tmp_path
+
+
+def test_load_test_sets(run, entries):
+    official = str(run / "official.json")
+    assert list(load_test_sets(run, official)) == ["official"]  # no synthesized split before notebook 02
+    (run / "data" / "test.json").write_text(json.dumps([e.to_dict() for e in entries[:3]]))
+    sets = load_test_sets(run, official, limit=2, synth_limit=None, seed=0)
+    assert [len(sets["official"]), len(sets["synthesized"])] == [2, 3]
+    assert {e.entry_id for e in sets["official"]} <= {e.entry_id for e in entries}
+
+
+def test_evaluate_baselines_records_both_scorings_and_saves(run, entries, capsys):
+    metrics = load_evaluation(run)
+    assert metrics == {"evaluation": {}, "evaluation_files": {}}
+    evaluate_baselines(metrics, run, {"official": entries}, seed=0, scoring="robust", methods=("random",))
+    ev = metrics["evaluation"]["official"]["baseline-random"]
+    assert set(ev) == {"paper", "robust"} and ev["paper"]["preferred"]["n"] == len(entries)
+    path = metrics["evaluation_files"]["official"]["baseline-random"]
+    assert path == str(run / "predictions" / "baseline-random_official.jsonl")
+    assert len(open(path).read().splitlines()) == 3 * len(entries)
+    assert "baseline-random on official (robust)" in capsys.readouterr().out
+    assert load_evaluation(run) == json.loads(json.dumps(metrics))  # written to metrics.json
+
+
+def test_evaluate_predictor_predicts_scores_records_and_returns_speed(run, entries, capsys):
+    metrics = load_evaluation(run)
+    sets = {"official": entries[:2], "synthesized": entries[2:]}
+    speed = evaluate_predictor(metrics, run, "stub", StubPredictor(), sets, EvalConfig(modes="generate,constrained"),
+                               progress=False)
+    names = [f"{t}/stub ({m})" for t in sets for m in ("generate", "constrained")]
+    assert sorted(speed) == sorted(names) and all(v["n"] == 6 and v["failed"] == 0 for v in speed.values())
+    for testset in sets:
+        for mode in ("generate", "constrained"):
+            ev = metrics["evaluation"][testset][f"stub ({mode})"]
+            assert ev["paper"]["ratings"]["tool_acc"] == 1.0 and ev["robust"]["chronological"]["param_acc"] == 1.0
+            assert metrics["evaluation_files"][testset][f"stub ({mode})"].endswith(f"stub_{mode}_{testset}.jsonl")
+    assert "stub (constrained) on synthesized (paper)" in capsys.readouterr().out
+    assert read_metrics(run)["evaluation"] == metrics["evaluation"]
+    with pytest.raises(ValueError, match="cannot run mode"):
+        evaluate_predictor(metrics, run, "stub", StubPredictor(), sets, EvalConfig(modes="rank"), progress=False)
+
+
+def test_run_adapters_lists_the_adapters_notebooks_03_04_left(run, capsys):
+    (run / "models" / "sft").mkdir(parents=True)
+    (run / "models" / "sft" / "adapter_config.json").write_text("{}")
+    assert run_adapters(run, "HuggingFaceTB/SmolLM2-135M-Instruct") == {
+        "SmolLM2-135M-Instruct": None, "SmolLM2-135M-Instruct+sft": str(run / "models" / "sft")}
+    assert "SmolLM2-135M-Instruct+sft+dpo skipped" in capsys.readouterr().out
+
+
+def test_evaluate_seen_splits_recorded_models_by_training_targets(run, entries, capsys):
+    metrics = load_evaluation(run)
+    evaluate_predictor(metrics, run, "stub", StubPredictor(), {"official": entries}, EvalConfig(modes="generate"),
+                       progress=False)
+    metrics["evaluation_files"]["official"]["baseline-random"] = "never read"  # baselines are left out
+    assert evaluate_seen(metrics, run, {"official": entries}) == {}  # no manifest: unknown, said why
+    assert "official: seen/unseen split unavailable" in capsys.readouterr().out
+    seen_api = entries[0].ground_truth["tool_name"]
+    manifest = {"leakage": {"official_gt_apis_as_train_targets": [seen_api]}}
+    (run / "data" / "manifest.json").write_text(json.dumps(manifest))
+    out = evaluate_seen(metrics, run, {"official": entries})
+    n_seen = sum(e.ground_truth["tool_name"] == seen_api for e in entries)
+    assert out[("official", "stub (generate)", "seen")] == {"n": 3 * n_seen, "tool_acc": 1.0, "param_acc": 1.0}
+    assert out[("official", "stub (generate)", "unseen")]["n"] == 3 * (len(entries) - n_seen)
+    assert set(read_metrics(run)["evaluation_seen"]) == {"official/stub (generate)/seen",
+                                                        "official/stub (generate)/unseen"}

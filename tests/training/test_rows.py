@@ -1,0 +1,112 @@
+"""Loading and checking SFT / DPO rows, and fitting them to the token budget (oldest history items first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from petool_lib.core import DataError, parse_prompt, render_prompt  # noqa: E402
+from petool_lib.training import (  # noqa: E402
+    balanced_order,
+    count_tokens,
+    fit_row,
+    load_rows,
+    official_rows,
+    prepare_rows,
+    validate_row,
+)
+
+from .helpers import BUDGET, tiny_stage  # noqa: E402
+
+
+def test_load_rows_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    good = {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "{}"}]}
+    (tmp_path / "sft.jsonl").write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"sft.jsonl:2: not valid JSON"):
+        load_rows(tmp_path, "sft")
+    (tmp_path / "sft.jsonl").write_text(json.dumps({"prompt": good["prompt"]}) + "\n")
+    with pytest.raises(DataError, match=r"sft.jsonl:1: missing field 'completion'"):
+        load_rows(tmp_path, "sft")
+    bad_role = dict(good, completion=[{"role": "user", "content": "x"}])
+    (tmp_path / "sft.jsonl").write_text(json.dumps(bad_role) + "\n")
+    with pytest.raises(DataError, match=r"'completion'\[0\] has role 'user'"):
+        load_rows(tmp_path, "sft")
+    with pytest.raises(DataError, match="no dpo.jsonl"):
+        load_rows(tmp_path, "dpo")
+
+
+def test_validate_row_and_stage_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="here: row is a list"):
+        validate_row([], "sft", "here")
+    no_user = {"prompt": [{"role": "system", "content": "s"}], "completion": [{"role": "assistant", "content": "{}"}]}
+    with pytest.raises(DataError, match="no user message"):
+        validate_row(no_user, "sft", "here")
+    with pytest.raises(ValueError, match="unknown stage 'ppo'"):
+        load_rows(tmp_path, "ppo")
+    (tmp_path / "sft.jsonl").write_text("\n\n")
+    with pytest.raises(DataError, match="no rows"):
+        load_rows(tmp_path, "sft")
+
+
+def test_official_rows_cycle_the_settings(official) -> None:
+    entries = official[:4]
+    rows = official_rows(entries)
+    assert [r["setting"] for r in rows] == ["preferred", "ratings", "chronological", "preferred"]
+    assert rows[1]["prompt"][0]["content"] == entries[1].prompts["ratings"]
+    assert json.loads(rows[0]["completion"][0]["content"]) == entries[0].ground_truth
+    for r in rows:
+        validate_row(r, "sft", "official")
+
+
+def test_fit_row_drops_oldest_history_only(data_dir: Path, tokenizer: Any) -> None:
+    row = next(r for r in load_rows(data_dir, "sft") if len(parse_prompt(r["prompt"][0]["content"]).history) > 5)
+    full = count_tokens(tokenizer, row["prompt"] + row["completion"])
+    assert full > BUDGET
+    res = fit_row(row, "sft", tokenizer, BUDGET)
+    assert res.fits and res.dropped > 0 and res.tokens <= BUDGET
+    assert res.tokens == count_tokens(tokenizer, res.row["prompt"] + res.row["completion"])
+    before, after = parse_prompt(row["prompt"][0]["content"]), parse_prompt(res.row["prompt"][0]["content"])
+    assert after.history == before.history[res.dropped:]  # the oldest items went, the rest is intact
+    assert after.candidates == before.candidates and after.format_text == before.format_text
+    assert after.task_text == before.task_text
+    assert res.row["prompt"][1] == row["prompt"][1] and res.row["completion"] == row["completion"]
+    # one item fewer would not have fitted (minimal trimming)
+    longer = render_prompt(before.setting, before.history[res.dropped - 1:], before.candidates)
+    msgs = [{"role": "system", "content": longer}, row["prompt"][1]] + row["completion"]
+    assert count_tokens(tokenizer, msgs) > BUDGET
+    # a budget below the empty-history size cannot be met: the row is returned untouched, flagged
+    tiny_budget = fit_row(row, "sft", tokenizer, 100)
+    assert not tiny_budget.fits and tiny_budget.row is row
+
+
+def test_prepare_rows_counts_skipped_and_kept(data_dir: Path, tokenizer: Any) -> None:
+    rows = load_rows(data_dir, "dpo")[:6]
+    cfg = tiny_stage("dpo", token_budget=100, max_examples=None)
+    out, stats = prepare_rows(rows, "dpo", tokenizer, cfg)
+    assert out == [] and stats.too_long_skipped == 6 and stats.considered == 6 and stats.used == 0
+    cfg = tiny_stage("dpo", token_budget=100, too_long="keep", max_examples=None)
+    out, stats = prepare_rows(rows, "dpo", tokenizer, cfg)
+    assert len(out) == 6 and stats.too_long_kept == 6 and stats.trimmed_rows == 0
+    assert set(out[0]) == {"prompt", "chosen", "rejected"}
+    cfg = tiny_stage("dpo", token_budget=BUDGET, max_examples=4)
+    out, stats = prepare_rows(load_rows(data_dir, "dpo"), "dpo", tokenizer, cfg)
+    assert len(out) == 4 and stats.used == 4 and stats.considered >= 4
+    assert stats.considered == stats.used + stats.too_long_skipped
+    assert stats.not_considered == stats.source_rows - stats.considered
+    assert sorted(stats.by_setting.values()) in ([1, 1, 2], [2, 2])  # setting-balanced prefix
+    d = stats.to_dict()
+    assert d["not_considered"] == stats.not_considered and d["tokens_mean"] == round(stats.tokens_total / 4, 1)
+    assert len(d["entry_ids"]) == 4 and d["tokens_max"] <= BUDGET
+
+
+def test_balanced_order_is_seeded_and_interleaved() -> None:
+    rows = [{"setting": s} for s in ["a"] * 4 + ["b"] * 4]
+    o1, o2, o3 = balanced_order(rows, 0), balanced_order(rows, 0), balanced_order(rows, 1)
+    assert o1 == o2 and sorted(o1) == list(range(8))
+    assert [rows[i]["setting"] for i in o1] == ["a", "b"] * 4
+    assert o1 != o3
