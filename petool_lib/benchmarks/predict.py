@@ -87,7 +87,7 @@ def reference_loop(
     rows = []
     for s, e in tqdm(items, desc="reference loop", disable=not progress):
         t0 = time.perf_counter()
-        prompt = tok.apply_chat_template(make_messages(e.prompts[s], e.query), tokenize=False,
+        prompt = tok.apply_chat_template(make_messages(e.prompt(s), e.query), tokenize=False,
                                          add_generation_prompt=True)
         inputs = tok(prompt, truncation=True, max_length=max_length, return_tensors="pt").to(predictor.device)
         truncated_text = tok.decode(inputs["input_ids"][0], skip_special_tokens=True)

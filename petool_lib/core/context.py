@@ -96,7 +96,7 @@ def build_chat_prompt(
     if context not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXT_MODES}")
     setting = normalize_setting(setting)
-    system = entry.prompts[setting]
+    system = entry.prompt(setting)
     messages = make_messages(system, entry.query)
     cp = ChatPrompt(entry.entry_id, setting, messages)
     if tokenizer is None:

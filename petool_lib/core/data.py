@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 SETTINGS: tuple[str, ...] = ("preferred", "ratings", "chronological")
+# The "without history" ablation (the reference repo's ``instruction_wo_history``): the preferred-only prompt with
+# an empty interaction history. Accepted wherever a setting is; never part of "all".
+NO_HISTORY = "none"
+ALL_SETTINGS: tuple[str, ...] = (*SETTINGS, NO_HISTORY)
 _ALIASES = {
+    "none": NO_HISTORY, "n": NO_HISTORY, "wo_history": NO_HISTORY, "no-history": NO_HISTORY,
+    "without-history": NO_HISTORY,
     "p": "preferred", "preferred": "preferred", "preferred-only": "preferred", "preferred_only": "preferred",
     "r": "ratings", "ratings": "ratings", "rating": "ratings", "rating-integrated": "ratings",
     "rating_integrated": "ratings",
@@ -31,15 +37,16 @@ class DataError(ValueError):
 
 
 def normalize_setting(setting: str) -> str:
-    """Map ``p``/``r``/``c`` and long names onto ``preferred``/``ratings``/``chronological``."""
+    """Map ``p``/``r``/``c``/``n`` and long names onto ``preferred``/``ratings``/``chronological``/``none``."""
     key = str(setting).strip().lower()
     if key not in _ALIASES:
-        raise ValueError(f"unknown setting {setting!r}; expected one of {SETTINGS} or p/r/c")
+        raise ValueError(f"unknown setting {setting!r}; expected one of {ALL_SETTINGS} or p/r/c/n")
     return _ALIASES[key]
 
 
 def resolve_settings(setting: str | None = "all") -> list[str]:
-    """``all`` (or None) gives every setting; otherwise a comma-separated list of settings."""
+    """``all`` (or None) gives the three paper settings; otherwise a comma-separated list of settings (``none``, the
+    no-history ablation, only when named)."""
     if setting is None or str(setting).strip().lower() == "all":
         return list(SETTINGS)
     return [normalize_setting(s) for s in str(setting).split(",") if s.strip()]
@@ -96,7 +103,13 @@ class Entry:
         return str(self.api_ground_truth.get("category_name") or split_tool_name(self.ground_truth["tool_name"])[0])
 
     def prompt(self, setting: str) -> str:
-        return self.prompts[normalize_setting(setting)]
+        """The system prompt of ``setting``; ``none`` = the preferred-only prompt with an empty history."""
+        setting = normalize_setting(setting)
+        if setting == NO_HISTORY:
+            from .prompts import without_history  # prompts builds on this module
+
+            return without_history(self.prompts["preferred"])
+        return self.prompts[setting]
 
     def to_dict(self) -> dict[str, Any]:
         """The official combined format (what :func:`load_test_set` reads)."""

@@ -85,7 +85,7 @@ def worst_examples(scored: dict[str, list[dict[str, Any]]], entries: list[Entry]
     rows = []
     for (eid, setting), recs in sorted(by_key.items(), key=badness)[:n]:
         e = emap[eid]
-        prompt = parse_prompt(e.prompts[setting], setting)
+        prompt = parse_prompt(e.prompt(setting), setting)
         rows.append({
             "entry_id": eid, "setting": setting, "query": e.query,
             "ground truth": json.dumps(e.ground_truth, ensure_ascii=False),

@@ -208,7 +208,7 @@ def predict_baseline(
     """Prediction rows ``{entry_id, setting, response, method}`` for every entry and setting."""
     settings = settings or resolve_settings("all")
     predictor = BaselinePredictor(method, seed, embedder)
-    prompts = {(e.entry_id, s): parse_prompt(e.prompts[s], s) for s in settings for e in entries}
+    prompts = {(e.entry_id, s): parse_prompt(e.prompt(s), s) for s in settings for e in entries}
     if predictor.embedder is not None:  # one batched pass over every text, then cached lookups
         texts = {candidate_text(c) for p in prompts.values() for c in p.candidates} | {e.query for e in entries}
         predictor.embedder.encode(sorted(texts), show_progress=progress)
@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", default=None)
     ap.add_argument("--method", required=True, choices=METHODS)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--setting", default="all")
+    ap.add_argument("--setting", default="all",
+                    help="all | preferred | ratings | chronological | none (no-history ablation), or p/r/c/n")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:

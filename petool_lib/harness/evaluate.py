@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.io import JsonlError, read_jsonl, write_jsonl
-from ..core.data import DataError, Entry, load_test_set, normalize_setting, resolve_settings
+from ..core.data import NO_HISTORY, DataError, Entry, load_test_set, normalize_setting, resolve_settings
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
 HISTORY_BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
@@ -86,8 +87,9 @@ def score_rows(
     """One scored record per (entry, setting) of the test set, with missing predictions as wrong rows."""
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; expected one of {SCORINGS}")
-    settings = settings or resolve_settings("all")
     by_key = {(r["entry_id"], normalize_setting(r["setting"])): r for r in rows}
+    if not settings:  # the three paper settings, plus the no-history ablation when the rows hold it
+        settings = resolve_settings("all") + ([NO_HISTORY] if any(s == NO_HISTORY for _, s in by_key) else [])
     out = []
     for s in settings:
         for e in entries:
@@ -104,6 +106,17 @@ def score_rows(
     return out
 
 
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n (``(0, 1)`` when n is 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(recs)
     tc = sum(r["tool_correct"] for r in recs)
@@ -112,6 +125,7 @@ def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "n": n, "tool_correct": tc, "param_correct": pc,
         "tool_acc": tc / n if n else 0.0, "param_acc": pc / n if n else 0.0,
+        "tool_ci95": list(wilson_interval(tc, n)), "param_ci95": list(wilson_interval(pc, n)),
         "missing": sum(r["missing"] for r in recs),
         "errors": {k: errors.get(k, 0) for k in (*ERROR_CATEGORIES, "missing")},
     }
@@ -144,11 +158,15 @@ def evaluate_rows(
 def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
     """A readable fixed-width table of a per-setting summary."""
     cats = [c for c in ERROR_CATEGORIES if any(v["errors"].get(c) for v in summary.values())]  # "missing" has its column
-    head = f"{'setting':<14}{'n':>6}{'Tool Acc':>10}{'Param Acc':>11}{'missing':>9}  " + "  ".join(cats)
+    head = (f"{'setting':<14}{'n':>6}{'Tool Acc':>10}{'(95% CI)':>15}{'Param Acc':>11}{'(95% CI)':>15}{'missing':>9}  "
+            + "  ".join(cats))
     lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
     for s, v in summary.items():
         errs = "  ".join(f"{v['errors'].get(c, 0):>{len(c)}}" for c in cats)
-        lines.append(f"{s:<14}{v['n']:>6}{100 * v['tool_acc']:>9.1f}%{100 * v['param_acc']:>10.1f}%{v['missing']:>9}  {errs}")
+        ci = {k: "[{:.1f}, {:.1f}]".format(*(100 * x for x in v.get(f"{k}_ci95", wilson_interval(v[f"{k}_correct"], v["n"]))))
+              for k in ("tool", "param")}
+        lines.append(f"{s:<14}{v['n']:>6}{100 * v['tool_acc']:>9.1f}%{ci['tool']:>15}{100 * v['param_acc']:>10.1f}%"
+                     f"{ci['param']:>15}{v['missing']:>9}  {errs}")
     return "\n".join(lines)
 
 
@@ -156,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m petool_lib.harness.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--test", default=None, help="test file or directory (default: PETOOLBENCH_DIR / ../shared)")
     ap.add_argument("--predictions", required=True, help="JSONL prediction file")
-    ap.add_argument("--setting", default="all", help="all | preferred | ratings | chronological (or p/r/c)")
+    ap.add_argument("--setting", default="all",
+                    help="all | preferred | ratings | chronological | none (no-history ablation), or p/r/c/n; comma list")
     ap.add_argument("--scoring", default="paper", choices=SCORINGS)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args(argv)
     try:
         entries = load_test_set(args.test)
         rows = load_predictions(args.predictions, entries)
-        summary = summarize(score_rows(entries, rows, resolve_settings(args.setting), args.scoring))
+        settings = None if args.setting.strip().lower() == "all" else resolve_settings(args.setting)
+        summary = summarize(score_rows(entries, rows, settings, args.scoring))
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

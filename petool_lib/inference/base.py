@@ -43,8 +43,10 @@ class Predictor(Protocol):
         """The decoding parameters that change this predictor's output in ``mode`` (part of the cache key)."""
         ...
 
-    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None) -> ChatPrompt:
-        """The request for ``entry`` under ``setting``, trimmed to ``max_prompt_tokens`` when it can measure it."""
+    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None,
+               context: str = "evidence") -> ChatPrompt:
+        """The request for ``entry`` under ``setting``, fitted to ``max_prompt_tokens`` when it can measure it, by
+        the ``context`` policy (:data:`petool_lib.core.context.CONTEXT_MODES`)."""
         ...
 
     def run(self, items: Sequence[tuple[Entry, ChatPrompt]], mode: str, cfg: DecodeConfig) -> list[dict[str, Any]]:

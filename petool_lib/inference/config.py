@@ -8,12 +8,17 @@ model.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..core.context import CONTEXT_MODES
+from ..core.data import REPO_ROOT
+
 MODES = ("generate", "constrained", "rank")
-# How a prompt over the token budget is cut. ``oldest``: drop the oldest history items until it fits (never the
-# query, the candidates or the format text).
-CONTEXTS = ("oldest",)
+# How a prompt over the token budget is cut (core.context): ``evidence`` keeps the history items that bear on the
+# candidates first, then shortens descriptions if needed; ``oldest`` drops the oldest history items (the reference).
+CONTEXTS = CONTEXT_MODES
+DEFAULT_CONTEXT = "evidence"
 GENERATION_RESERVE = 256  # tokens kept for the answer when the budget defaults to the model's context window
 # profile key -> EvalConfig field (``decode.X``: a DecodeConfig field)
 PROFILE_KEYS: dict[str, str] = {
@@ -61,14 +66,15 @@ class EvalConfig:
     - ``decode``: the decoding bounds of every mode.
     - ``max_prompt_tokens``: the prompt budget in tokens; ``None``: the model's context window minus
       ``max(decode.max_new_tokens, 256)`` where the predictor knows its window (:meth:`prompt_budget`), else none.
-    - ``context``: how an over-budget prompt is cut; only ``oldest`` today (drop the oldest history items).
+    - ``context``: how an over-budget prompt is cut: ``evidence`` (default; evidence items first, then the items
+      most related to the query, then shorter descriptions) or ``oldest`` (drop the oldest items; the reference).
     - ``dtype``: weights dtype of a local model (``auto``: bf16 on GPU and on CPUs with native bf16, else fp32).
     """
 
     modes: tuple[str, ...] = ("constrained",)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_prompt_tokens: int | None = None
-    context: str = "oldest"
+    context: str = DEFAULT_CONTEXT
     dtype: str | None = "auto"
 
     def __post_init__(self) -> None:
@@ -95,6 +101,17 @@ class EvalConfig:
                     kwargs[name] = params[key]
         return cls(decode=DecodeConfig(**decode), **kwargs)
 
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "EvalConfig":
+        """From a profile YAML's ``eval_*`` keys (an error names the file when it is not a mapping)."""
+        import yaml
+
+        with open(path, encoding="utf-8") as fh:
+            params = yaml.safe_load(fh) or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: a profile must be a mapping of parameter names to values")
+        return cls.from_profile(params)
+
     def with_modes(self, *modes: str) -> "EvalConfig":
         """The same configuration with other modes (e.g. ``generate`` for an endpoint)."""
         return replace(self, modes=modes)
@@ -106,3 +123,13 @@ class EvalConfig:
         if context_window:
             return context_window - max(self.decode.max_new_tokens, GENERATION_RESERVE)
         return None
+
+
+def profile_eval_config(name_or_path: str | Path) -> EvalConfig:
+    """:meth:`EvalConfig.from_yaml` of ``configs/<name>.yaml`` (``tiny``, ``cpu``, ``paper``) or of a YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = REPO_ROOT / "configs" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no profile {name_or_path!r} (looked for {path})")
+    return EvalConfig.from_yaml(path)

@@ -121,8 +121,9 @@ class HFPredictor:
         n = getattr(self.model.config, "max_position_embeddings", None)
         return int(n) if n else None
 
-    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None) -> ChatPrompt:
-        return build_chat_prompt(entry, setting, self.tokenizer, max_prompt_tokens)
+    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None,
+               context: str = "evidence") -> ChatPrompt:
+        return build_chat_prompt(entry, setting, self.tokenizer, max_prompt_tokens, context)
 
     # -- generation helpers ------------------------------------------------------------------------------------
     def _batch(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

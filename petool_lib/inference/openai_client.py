@@ -72,8 +72,9 @@ class OpenAIPredictor:
     def context_window(self) -> int | None:
         return None  # an endpoint does not say
 
-    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None) -> ChatPrompt:
-        cp = build_chat_prompt(entry, setting, self.tokenizer, max_prompt_tokens)
+    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None,
+               context: str = "evidence") -> ChatPrompt:
+        cp = build_chat_prompt(entry, setting, self.tokenizer, max_prompt_tokens, context)
         cp.input_ids = None  # the endpoint gets messages; the cache key hashes them
         return cp
 

@@ -31,7 +31,7 @@ from ..core.data import DataError, Entry, load_test_set, resolve_settings, selec
 from ..core.io import write_jsonl
 from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
-from .config import CONTEXTS, MODES, DecodeConfig, EvalConfig
+from .config import CONTEXTS, DEFAULT_CONTEXT, MODES, DecodeConfig, EvalConfig, profile_eval_config
 
 PREDICTORS = ("hf", "openai")
 
@@ -81,6 +81,7 @@ def predict(
     cache: str | os.PathLike[str] | None = None,
     progress: bool = True,
     desc: str | None = None,
+    context: str = DEFAULT_CONTEXT,
 ) -> list[dict[str, Any]]:
     """Predict every (setting, entry); returns rows in canonical order (settings, then test-set order).
 
@@ -95,7 +96,9 @@ def predict(
     cfg = cfg or DecodeConfig()
     settings = resolve_settings(settings) if isinstance(settings, str) else list(settings)
     work = [(s, e) for s in settings for e in entries]
-    prompts = [predictor.prompt(e, s, max_prompt_tokens)
+    if context not in CONTEXTS:
+        raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXTS}")
+    prompts = [predictor.prompt(e, s, max_prompt_tokens, context)
                for s, e in tqdm(work, desc="prompts", disable=not progress or len(work) < 50, leave=False)]
     identity = predictor.identity()
     dkey = predictor.decoding_key(mode, cfg)
@@ -136,8 +139,11 @@ def predict(
 def _row_identity(item: tuple[str, Entry], p: Any) -> dict[str, Any]:
     """The fields a row owns whatever the cache holds: its entry, setting and prompt bookkeeping."""
     s, e = item
-    return {"entry_id": e.entry_id, "setting": s, "prompt_tokens": p.prompt_tokens, "trimmed": p.trimmed,
-            "trimmed_items": p.trimmed_items, "over_budget": p.over_budget}
+    out = {"entry_id": e.entry_id, "setting": s, "prompt_tokens": p.prompt_tokens, "trimmed": p.trimmed,
+           "trimmed_items": p.trimmed_items, "over_budget": p.over_budget}
+    if "context" in p.extra:  # what the evidence builder kept, dropped and shortened
+        out["context"] = p.extra["context"]
+    return out
 
 
 def write_rows(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
@@ -168,13 +174,13 @@ def speed_summary(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, A
 
 def predict_sets(
     run_dir: str | os.PathLike[str], label: str, predictor: Predictor, test_sets: dict[str, Sequence[Entry]],
-    cfg: EvalConfig, progress: bool = True,
+    cfg: EvalConfig, progress: bool = True, settings: Sequence[str] | str = "all",
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Predict every test set in every mode of ``cfg`` (all settings) into
     ``<run>/predictions/<label>_<mode>_<testset>.jsonl``; no scoring here.
 
-    The prompt budget is ``cfg.prompt_budget(predictor.context_window())``; over it, :meth:`Predictor.prompt` drops
-    the oldest history items (``cfg.context == "oldest"``, the only policy so far). Returns
+    The prompt budget is ``cfg.prompt_budget(predictor.context_window())``; over it, :meth:`Predictor.prompt` fits
+    the prompt by the ``cfg.context`` policy. ``settings``: "all" (the three) or a list, e.g. with ``none``. Returns
     ``{(testset, mode): {"rows", "path", "speed"}}``; each run resumes from
     ``<run>/predictions/.cache/<label>_<mode>_<testset>.cache.jsonl``.
     """
@@ -189,12 +195,25 @@ def predict_sets(
         for testset, entries in test_sets.items():
             path = pred_dir / f"{label}_{mode}_{testset}.jsonl"
             t0 = time.perf_counter()
-            rows = predict(entries, predictor, "all", mode, cfg.decode, budget, cache=default_cache_path(path),
-                           progress=progress, desc=f"{label} {mode} {testset}")
+            rows = predict(entries, predictor, settings, mode, cfg.decode, budget, cache=default_cache_path(path),
+                           progress=progress, desc=f"{label} {mode} {testset}", context=cfg.context)
             seconds = time.perf_counter() - t0
             write_rows(rows, path)
             out[(testset, mode)] = {"rows": rows, "path": str(path), "speed": speed_summary(rows, seconds)}
     return out
+
+
+def cli_defaults(kind: str, cuda: bool | None = None) -> EvalConfig:
+    """What the plain ``predict`` command runs with: for a local model on a machine without CUDA, the cpu profile's
+    evaluation settings (``configs/cpu.yaml``: its mode, budget, context and value bound), so the command a newcomer
+    types is the fast one; elsewhere (a GPU, an endpoint) the library defaults (constrained, the model's window)."""
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if kind == "hf" and not cuda:
+        return profile_eval_config("cpu")
+    return EvalConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,23 +224,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predictor", default=None, choices=PREDICTORS,
                     help="hf: a local transformers model (default); openai: an OpenAI-compatible endpoint")
     ap.add_argument("--backend", dest="backend_alias", default=None, choices=PREDICTORS, help=argparse.SUPPRESS)
-    ap.add_argument("--setting", default="all", help="all | preferred | ratings | chronological (or p/r/c), comma list")
+    ap.add_argument("--setting", default="all",
+                    help="all | preferred | ratings | chronological | none (no-history ablation), or p/r/c/n; comma list")
     ap.add_argument("--limit", type=int, default=None, help="a fixed seeded subset of N entries per setting")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
-    ap.add_argument("--mode", default="constrained", choices=MODES)
+    ap.add_argument("--mode", default=None, choices=MODES,
+                    help="default: the cpu profile's eval_modes on a CPU (configs/cpu.yaml), else constrained")
     ap.add_argument("--out", required=True, help="output JSONL")
     ap.add_argument("--max-prompt-tokens", type=int, default=None,
-                    help="prompt budget: drop the oldest history items until the templated prompt fits "
-                         "(hf default: the model's context window minus the generation bound)")
-    ap.add_argument("--context", default="oldest", choices=CONTEXTS,
-                    help="how a prompt over the budget is cut (oldest: drop the oldest history items)")
+                    help="prompt budget in tokens (default: the cpu profile's on a CPU; elsewhere the model's "
+                         "context window minus the generation bound)")
+    ap.add_argument("--context", default=None, choices=CONTEXTS,
+                    help="how a prompt over the budget is cut: evidence (default; history items that bear on the "
+                         "candidates first, then shorter descriptions) or oldest (drop the oldest items)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="hf: prompts per batch in generate/constrained (default 1 on CPU, 8 on GPU); "
                          "openai: requests per cache flush (default 16)")
     ap.add_argument("--dtype", default="auto", help="hf weights dtype: auto (bf16 on GPU and on CPUs with native "
                     "bf16, else fp32), float32, bfloat16")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="generate mode: new-token bound")
-    ap.add_argument("--max-value-chars", type=int, default=128, help="constrained/rank: string value bound")
+    ap.add_argument("--max-value-chars", type=int, default=None,
+                    help="constrained/rank: string value bound (default: the cpu profile's on a CPU, else 128)")
     ap.add_argument("--rank-score", default="sum", choices=("sum", "mean"), help="rank: candidate name log-lik.")
     ap.add_argument("--concurrency", type=int, default=4, help="openai: parallel requests")
     ap.add_argument("--max-retries", type=int, default=3, help="openai: retries per request")
@@ -235,16 +258,20 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: --backend is deprecated; use --predictor", file=sys.stderr)
     kind = args.predictor or args.backend_alias or "hf"
     try:
-        cfg = EvalConfig(modes=(args.mode,), max_prompt_tokens=args.max_prompt_tokens, context=args.context,
-                         dtype=args.dtype, decode=DecodeConfig(max_new_tokens=args.max_new_tokens,
-                                                               max_value_chars=args.max_value_chars,
-                                                               rank_score=args.rank_score))
+        base = cli_defaults(kind)
+        mode = args.mode or base.modes[0]
+        cfg = EvalConfig(modes=(mode,), context=args.context or base.context, dtype=args.dtype,
+                         max_prompt_tokens=base.max_prompt_tokens if args.max_prompt_tokens is None else args.max_prompt_tokens,
+                         decode=DecodeConfig(max_new_tokens=args.max_new_tokens, rank_score=args.rank_score,
+                                             max_value_chars=args.max_value_chars or base.decode.max_value_chars))
         entries = select_subset(load_test_set(args.test), args.limit, args.seed)
         predictor = make_predictor(kind, args.model, args.adapter, cfg.dtype, args.concurrency, args.max_retries,
                                    args.timeout, args.max_new_tokens, args.tokenizer)
         cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
-        rows = predict(entries, predictor, args.setting, args.mode, cfg.decode,
-                       cfg.prompt_budget(predictor.context_window()), args.batch_size, cache, progress=not args.quiet)
+        print(f"mode {mode}, context {cfg.context}, prompt budget {cfg.prompt_budget(predictor.context_window())}, "
+              f"max value chars {cfg.decode.max_value_chars}", file=sys.stderr)
+        rows = predict(entries, predictor, args.setting, mode, cfg.decode, cfg.prompt_budget(predictor.context_window()),
+                       args.batch_size, cache, progress=not args.quiet, context=cfg.context)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

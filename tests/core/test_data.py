@@ -122,3 +122,21 @@ def test_hub_fallback_when_nothing_local(official_path, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="PETOOLBENCH_DIR"):
         data.find_test_file()
+
+
+def test_the_no_history_setting(official):
+    from petool_lib.core.data import ALL_SETTINGS, NO_HISTORY
+    from petool_lib.core.prompts import parse_prompt
+
+    e = max(official[:50], key=lambda e: e.history_length)
+    assert NO_HISTORY == "none" and ALL_SETTINGS[-1] == "none"
+    assert [normalize_setting(s) for s in ("none", "n", "wo_history", "No-History")] == ["none"] * 4
+    assert resolve_settings("all") == list(SETTINGS) and resolve_settings("p,none") == ["preferred", "none"]
+    text = e.prompt("none")
+    full = parse_prompt(e.prompts["preferred"], "preferred")
+    empty = parse_prompt(text, "none")
+    assert empty.history == [] and full.history
+    assert empty.candidates == full.candidates and empty.task_text == full.task_text == text[:len(full.task_text)]
+    assert text == e.prompts["preferred"].replace(e.prompts["preferred"][text.index("[]"):
+                                                  e.prompts["preferred"].index("\n\nAvailable tools")], "[]")
+    assert "none" not in e.prompts and "instruction_none" not in e.to_dict()  # never written as an official prompt

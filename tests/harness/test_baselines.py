@@ -66,3 +66,11 @@ def test_cli(official_path, tmp_path, official):
     assert main(["--test", official_path, "--method", "random", "--setting", "c", "--out", str(out)]) == 0
     rows = load_predictions(out, official)
     assert len(rows) == 1000 and {r["setting"] for r in rows} == {"chronological"}
+
+
+def test_baselines_run_on_the_no_history_setting(official):
+    from petool_lib.harness.baselines import predict_baseline
+
+    rows = predict_baseline(official[:30], "history", settings=["none"], progress=False)
+    assert len(rows) == 30 and {r["setting"] for r in rows} == {"none"}
+    assert all(json.loads(r["response"])["tool_name"] in e.candidate_names for r, e in zip(rows, official[:30]))

@@ -54,7 +54,10 @@ def test_cli_json(official, official_path, tmp_path, capsys):
     assert list(out) == ["ratings"]
     assert out["ratings"]["n"] == 1000 and out["ratings"]["tool_correct"] == 50
     assert out["ratings"]["tool_acc"] == pytest.approx(0.05) and out["ratings"]["missing"] == 950
-    assert set(out["ratings"]) == {"n", "tool_correct", "param_correct", "tool_acc", "param_acc", "missing", "errors"}
+    assert set(out["ratings"]) == {"n", "tool_correct", "param_correct", "tool_acc", "param_acc", "missing", "errors",
+                                   "tool_ci95", "param_ci95"}
+    lo, hi = out["ratings"]["tool_ci95"]
+    assert lo == pytest.approx(0.03813, abs=1e-4) and hi == pytest.approx(0.06529, abs=1e-4)  # Wilson, 50 of 1000
     # readable table and a clear error exit for a bad file
     assert main(["--test", official_path, "--predictions", str(p), "--scoring", "robust"]) == 0
     assert "Tool Acc" in capsys.readouterr().out
@@ -62,3 +65,25 @@ def test_cli_json(official, official_path, tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "petool_lib.harness.evaluate", "--test", official_path, "--predictions", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "entry_id -1 is not in the test set" in r.stderr
+
+
+def test_wilson_interval():
+    from petool_lib.harness.evaluate import wilson_interval
+
+    lo, hi = wilson_interval(50, 1000)
+    assert (round(lo, 4), round(hi, 4)) == (0.0381, 0.0653)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.27 < hi < 0.28
+    lo, hi = wilson_interval(10, 10)
+    assert 0.72 < lo < 0.73 and hi == pytest.approx(1.0)
+
+
+def test_no_history_rows_are_scored_not_dropped(official):
+    rows = _perfect(official[:20], ("preferred", "none"))
+    res = evaluate_rows(official, rows)
+    assert list(res) == ["preferred", "ratings", "chronological", "none"]
+    assert res["none"]["n"] == 1000 and res["none"]["tool_correct"] == 20
+    assert res["ratings"]["missing"] == 1000
+    assert list(evaluate_rows(official, _perfect(official[:5], ("preferred",)))) == ["preferred", "ratings",
+                                                                                   "chronological"]

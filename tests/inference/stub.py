@@ -25,6 +25,7 @@ class StubPredictor:
         self.window = window
         self.batch_size = batch_size
         self.budgets: list[int | None] = []
+        self.contexts: list[str] = []
         self.batches: list[list[tuple[int, str]]] = []
 
     def identity(self) -> dict[str, Any]:
@@ -33,8 +34,10 @@ class StubPredictor:
     def decoding_key(self, mode: str, cfg: DecodeConfig) -> dict[str, Any]:
         return cfg.key(mode)
 
-    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None) -> ChatPrompt:
+    def prompt(self, entry: Entry, setting: str, max_prompt_tokens: int | None,
+               context: str = "evidence") -> ChatPrompt:
         self.budgets.append(max_prompt_tokens)
+        self.contexts.append(context)
         return build_chat_prompt(entry, setting)
 
     def run(self, items: Sequence[tuple[Entry, ChatPrompt]], mode: str, cfg: DecodeConfig) -> list[dict[str, Any]]:

@@ -35,7 +35,13 @@ def test_predict_uses_only_the_contract(small):
     assert [(r["entry_id"], r["setting"]) for r in rows] == [(e.entry_id, s) for s in SETTINGS for e in small]
     assert all(r["backend"] == "stub" and r["model"] == "stub-model" and r["adapter"] is None for r in rows)
     assert all(r["mode"] == "constrained" and r["new_tokens"] == 3 and r["error"] is None for r in rows)
-    assert stub.budgets == [99] * len(rows)
+    assert stub.budgets == [99] * len(rows) and stub.contexts == ["evidence"] * len(rows)
+    oldest = StubPredictor(batch_size=4)
+    predict(small, oldest, ["preferred", "none"], "constrained", max_prompt_tokens=99, progress=False, context="oldest")
+    assert oldest.contexts == ["oldest"] * 2 * len(small)
+    assert {s for b in oldest.batches for _, s in b} == {"preferred", "none"}
+    with pytest.raises(ValueError, match="unknown context mode"):
+        predict(small, StubPredictor(), "all", "constrained", progress=False, context="newest")
     # not sorted by length: batches of default_batch_size() in canonical order
     assert [len(b) for b in stub.batches] == [4, 4, 4, 4, 2]
     assert [x for b in stub.batches for x in b] == [(r["entry_id"], r["setting"]) for r in rows]

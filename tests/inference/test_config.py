@@ -29,7 +29,7 @@ def test_from_profile_reads_the_eval_keys(name, modes, budget, chars):
     params = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     cfg = EvalConfig.from_profile(params)
     assert cfg.modes == modes and cfg.max_prompt_tokens == budget and cfg.decode.max_value_chars == chars
-    assert cfg.dtype == params["eval_dtype"] and cfg.context == "oldest"
+    assert cfg.dtype == params["eval_dtype"] and cfg.context == "evidence"
     assert cfg.decode.max_new_tokens == DecodeConfig().max_new_tokens  # keys no profile sets keep their defaults
 
 
@@ -41,7 +41,8 @@ def test_from_profile_defaults_and_ignores_other_keys():
     with pytest.raises(ValueError, match="unknown mode"):
         EvalConfig.from_profile({"eval_modes": "rank,beam"})
     with pytest.raises(ValueError, match="context"):
-        EvalConfig.from_profile({"eval_context": "evidence"})  # a later issue adds it
+        EvalConfig.from_profile({"eval_context": "newest"})
+    assert EvalConfig.from_profile({"eval_context": "oldest"}).context == "oldest"
 
 
 def test_modes_validation_and_with_modes():

@@ -136,7 +136,7 @@ def test_cli_writes_rows_with_metadata(small, tmp_path):
     assert (tmp_path / ".cache" / "p.cache.jsonl").is_file()
     assert main(args) == 0  # rerun: everything from the cache, same file
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
-    assert main(args + ["--predictor", "hf", "--context", "oldest"]) == 0  # the defaults, spelled out
+    assert main(args + ["--predictor", "hf", "--context", "evidence"]) == 0  # the defaults, spelled out
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows and rows[0]["backend"] == "hf"
     bad = [a if a != str(BUDGET) else "0" for a in args]
     assert main(bad) == 2  # an invalid configuration is refused before any model is loaded
@@ -209,3 +209,24 @@ def test_write_rows_and_speed_summary(tmp_path):
 def test_make_predictor_builds_the_hf_predictor():
     p = make_predictor("hf", "tiny", dtype="float32")
     assert p.name == "hf" and p.dtype == "float32" and p.identity()["dtype"] == "torch.float32"
+
+
+def test_plain_cli_on_a_cpu_uses_the_cpu_profile():
+    from petool_lib.inference.config import profile_eval_config
+    from petool_lib.inference.predictions import cli_defaults
+
+    cpu = profile_eval_config("cpu")
+    assert cli_defaults("hf", cuda=False) == cpu
+    assert cpu.context == "evidence" and cpu.max_prompt_tokens and cpu.modes
+    assert cli_defaults("hf", cuda=True) == cli_defaults("openai", cuda=False) == EvalConfig()
+    with pytest.raises(FileNotFoundError, match="nope"):
+        profile_eval_config("nope")
+
+
+def test_evidence_rows_record_what_the_context_builder_did(small, tiny):
+    e = max(small, key=lambda e: len(e.prompts["ratings"]))
+    rows = predict([e], tiny, ["ratings"], "rank", DecodeConfig(max_value_chars=8), BUDGET, progress=False,
+                   context="evidence")
+    ctx = rows[0]["context"]
+    assert ctx["mode"] == "evidence" and ctx["tokens_after"] <= BUDGET < ctx["tokens_before"]
+    assert ctx["dropped_items"] == rows[0]["trimmed_items"] > 0 and rows[0]["prompt_tokens"] <= BUDGET
