@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .data import (  # noqa: F401
     SETTINGS,
+    NO_HISTORY,
+    ALL_SETTINGS,
     TEST_FILENAME,
     HF_DATASET,
     REPO_ROOT,
@@ -32,6 +34,7 @@ from .prompts import (  # noqa: F401
     Prompt,
     dumps,
     render_prompt,
+    without_history,
     detect_setting,
     parse_prompt,
     trim_history,
@@ -91,6 +94,8 @@ from .figures import (  # noqa: F401
 
 __all__ = [
     "SETTINGS",
+    "NO_HISTORY",
+    "ALL_SETTINGS",
     "TEST_FILENAME",
     "HF_DATASET",
     "REPO_ROOT",
@@ -114,6 +119,7 @@ __all__ = [
     "Prompt",
     "dumps",
     "render_prompt",
+    "without_history",
     "detect_setting",
     "parse_prompt",
     "trim_history",

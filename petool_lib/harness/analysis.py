@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.context import evidence_items
 from ..core.data import Entry
 from ..core.io import read_jsonl
 from ..core.prompts import parse_prompt
@@ -64,6 +65,31 @@ def accuracy_cells(summaries: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFr
     """A method x setting table of "Tool% / Param%" strings, from ``{name: summarize(...)}``."""
     return pd.DataFrame({n: {s: f"{100 * v['tool_acc']:.0f}% / {100 * v['param_acc']:.0f}%" for s, v in sm.items()}
                          for n, sm in summaries.items()}).T
+
+
+EVIDENCE_BINS = ("0", "1", "2", "3", "4", "5+")
+
+
+def evidence_kept(row: dict[str, Any] | None, entry: Entry, setting: str) -> str:
+    """How many evidence items (history items whose provider or API name is among the candidates') the model saw,
+    as a bin of :data:`EVIDENCE_BINS`: from the row's context report when the prompt was fitted, else those of the
+    whole prompt; ``"?"`` for an oldest-first trimmed row (which items survived is not recorded)."""
+    ctx = (row or {}).get("context")
+    if ctx:
+        n = int(ctx["kept_evidence"])
+    elif row and row.get("trimmed"):
+        return "?"
+    else:
+        n = len(evidence_items(parse_prompt(entry.prompt(setting), setting)))
+    return str(n) if n < 5 else "5+"
+
+
+def with_evidence_kept(scored: list[dict[str, Any]], path: str | Path, entries: list[Entry]) -> list[dict[str, Any]]:
+    """``scored`` records (of the file at ``path``) with an ``evidence_kept`` slice key (:func:`evidence_kept`)."""
+    rows = {(r["entry_id"], r["setting"]): r for r in read_jsonl(path) if isinstance(r, dict)}
+    emap = {e.entry_id: e for e in entries}
+    return [{**rec, "evidence_kept": evidence_kept(rows.get((rec["entry_id"], rec["setting"])),
+                                                   emap[rec["entry_id"]], rec["setting"])} for rec in scored]
 
 
 def slices_by_method(scored: dict[str, list[dict[str, Any]]], key: str) -> dict[str, dict[str, dict[str, Any]]]:

@@ -27,6 +27,9 @@ from .evaluation import (  # noqa: F401
     record_scores,
     evaluate_baselines,
     evaluate_predictor,
+    ABLATIONS,
+    parse_ablations,
+    evaluate_ablations,
     run_adapters,
     evaluate_seen,
 )
@@ -52,6 +55,9 @@ __all__ = [
     "record_scores",
     "evaluate_baselines",
     "evaluate_predictor",
+    "ABLATIONS",
+    "parse_ablations",
+    "evaluate_ablations",
     "run_adapters",
     "evaluate_seen",
 ]

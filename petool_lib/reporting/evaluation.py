@@ -8,10 +8,11 @@ interrupted notebook keeps what it finished. Layout: :mod:`petool_lib.reporting.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.data import Entry, load_test_set, select_subset
+from ..core.data import NO_HISTORY, Entry, load_test_set, resolve_settings, select_subset
 from ..core.runs import read_metrics, run_path, update_metrics
 from ..harness.baselines import METHODS, predict_baseline
 from ..harness.evaluate import evaluate_rows, format_table, load_predictions, write_predictions
@@ -49,10 +50,13 @@ def load_test_sets(run: str | Path, test_path: str | None = None, limit: int | N
 
 
 def record_scores(metrics: dict[str, Any], testset: str, name: str, entries: Sequence[Entry],
-                  rows: list[dict[str, Any]], path: str | Path, scoring: str = "paper") -> None:
-    """Score ``rows`` with every scoring, record them under ``name``, print the ``scoring`` table."""
+                  rows: list[dict[str, Any]], path: str | Path, scoring: str = "paper",
+                  settings: Sequence[str] | None = None) -> None:
+    """Score ``rows`` with every scoring (over ``settings``; default the three paper settings, plus ``none`` when
+    the rows hold it), record them under ``name``, print the ``scoring`` table."""
     for sc in SCORINGS:
-        record_evaluation(metrics, testset, name, sc, evaluate_rows(list(entries), rows, scoring=sc), str(path))
+        summary = evaluate_rows(list(entries), rows, list(settings) if settings else None, scoring=sc)
+        record_evaluation(metrics, testset, name, sc, summary, str(path))
     print(format_table(metrics["evaluation"][testset][name][scoring], f"{name} on {testset} ({scoring})"))
 
 
@@ -69,15 +73,49 @@ def evaluate_baselines(metrics: dict[str, Any], run: str | Path, test_sets: dict
 
 def evaluate_predictor(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,
                        lm_sets: dict[str, list[Entry]], eval_cfg: EvalConfig, scoring: str = "paper",
-                       progress: bool = True) -> dict[str, dict[str, Any]]:
+                       progress: bool = True, settings: Sequence[str] | str = "all") -> dict[str, dict[str, Any]]:
     """Predict every test set in every mode of ``eval_cfg`` (:func:`~petool_lib.inference.predict_sets`), score
     and record each as ``"<label> (<mode>)"``; returns the speed summaries keyed ``"<testset>/<label> (<mode>)"``."""
     speed: dict[str, dict[str, Any]] = {}
-    for (testset, mode), res in predict_sets(run_path(run), label, predictor, lm_sets, eval_cfg, progress).items():
+    scored = None if settings == "all" else resolve_settings(settings) if isinstance(settings, str) else list(settings)
+    for (testset, mode), res in predict_sets(run_path(run), label, predictor, lm_sets, eval_cfg, progress,
+                                             settings).items():
         name = f"{label} ({mode})"
-        record_scores(metrics, testset, name, lm_sets[testset], res["rows"], res["path"], scoring)
+        record_scores(metrics, testset, name, lm_sets[testset], res["rows"], res["path"], scoring, scored)
         speed[f"{testset}/{name}"] = res["speed"]
     save_evaluation(run, metrics)
+    return speed
+
+
+ABLATIONS: dict[str, str] = {
+    "oldest": "the reference context: over budget, drop the oldest history items (all three settings)",
+    "none": "no history at all: the preferred-only prompt with an empty history (setting 'none')",
+}
+
+
+def parse_ablations(ablations: str | Sequence[str] | None) -> list[str]:
+    """``"oldest,none"`` -> ``["oldest", "none"]``; empty / None -> ``[]``; an unknown name is an error."""
+    items = ablations.split(",") if isinstance(ablations, str) else list(ablations or [])
+    out = [a.strip() for a in items if a and a.strip()]
+    unknown = [a for a in out if a not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {unknown}; expected some of {sorted(ABLATIONS)}")
+    return out
+
+
+def evaluate_ablations(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,
+                       lm_sets: dict[str, list[Entry]], eval_cfg: EvalConfig, ablations: str | Sequence[str] | None,
+                       scoring: str = "paper", progress: bool = True) -> dict[str, dict[str, Any]]:
+    """The same predictor under the context ablations (:data:`ABLATIONS`), recorded as ``"<label>@oldest (<mode>)"``
+    and ``"<label>@no-history (<mode>)"`` beside the main rows; returns their speed summaries."""
+    speed: dict[str, dict[str, Any]] = {}
+    for a in parse_ablations(ablations):
+        if a == "oldest":
+            speed |= evaluate_predictor(metrics, run, f"{label}@oldest", predictor, lm_sets,
+                                        replace(eval_cfg, context="oldest"), scoring, progress)
+        else:
+            speed |= evaluate_predictor(metrics, run, f"{label}@no-history", predictor, lm_sets, eval_cfg, scoring,
+                                        progress, settings=[NO_HISTORY])
     return speed
 
 

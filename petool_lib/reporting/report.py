@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.data import SETTINGS
+from ..core.data import ALL_SETTINGS, NO_HISTORY
+from ..harness.evaluate import wilson_interval
 from ..core.runs import read_metrics
 
 # Xu et al. 2025 (arXiv 2502.18980), rating-integrated setting: (Tool Acc, Param Acc) in percent.
@@ -27,7 +28,8 @@ PUBLISHED_RATINGS: dict[str, tuple[float, float]] = {
 }
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
-SETTING_LABEL = {"preferred": "Preferred-only", "ratings": "Rating-integrated", "chronological": "Chronological"}
+SETTING_LABEL = {"preferred": "Preferred-only", "ratings": "Rating-integrated", "chronological": "Chronological",
+                 NO_HISTORY: "No history"}
 
 
 def record_evaluation(metrics: dict[str, Any], testset: str, name: str, scoring: str,
@@ -39,17 +41,21 @@ def record_evaluation(metrics: dict[str, Any], testset: str, name: str, scoring:
 
 
 def results_table(evaluation: dict[str, Any], scoring: str = "paper") -> pd.DataFrame:
-    """One row per method: Tool/Param Acc (%) per setting and n, from ``evaluation[<testset>]``."""
+    """One row per method: Tool Acc (%) with its 95% Wilson interval and Param Acc (%) per setting (the no-history
+    ablation too when present), and n, from ``evaluation[<testset>]``."""
     rows = []
     for name, by_scoring in evaluation.items():
         summary = by_scoring.get(scoring)
         if not summary:
             continue
         row: dict[str, Any] = {"method": name}
-        for s in SETTINGS:
+        for s in ALL_SETTINGS:
             if s in summary:
-                row[f"{SETTING_LABEL[s]} Tool"] = round(100 * summary[s]["tool_acc"], 1)
-                row[f"{SETTING_LABEL[s]} Param"] = round(100 * summary[s]["param_acc"], 1)
+                v = summary[s]
+                lo, hi = v.get("tool_ci95") or wilson_interval(v["tool_correct"], v["n"])
+                row[f"{SETTING_LABEL[s]} Tool"] = round(100 * v["tool_acc"], 1)
+                row[f"{SETTING_LABEL[s]} Tool 95% CI"] = f"{100 * lo:.1f}–{100 * hi:.1f}"
+                row[f"{SETTING_LABEL[s]} Param"] = round(100 * v["param_acc"], 1)
         row["n per setting"] = max((v["n"] for v in summary.values()), default=0)
         rows.append(row)
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()

@@ -42,3 +42,24 @@ def test_a_file_for_an_unknown_test_set_is_an_error(official, tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", _rows(official[:1]))
     with pytest.raises(KeyError, match="synthesized"):
         score_run_files({"synthesized": {"a": str(a)}}, {"official": official[:3]})
+
+
+def test_evidence_kept_bins(official, tmp_path):
+    from petool_lib.core.context import evidence_items
+    from petool_lib.core.prompts import parse_prompt
+    from petool_lib.harness.analysis import evidence_kept, with_evidence_kept
+    from petool_lib.harness.evaluate import score_rows
+
+    e = next(e for e in official if len(evidence_items(parse_prompt(e.prompts["ratings"], "ratings"))) >= 2)
+    full = len(evidence_items(parse_prompt(e.prompts["ratings"], "ratings")))
+    assert evidence_kept(None, e, "ratings") == (str(full) if full < 5 else "5+")
+    assert evidence_kept({"trimmed": False}, e, "ratings") == evidence_kept(None, e, "ratings")
+    assert evidence_kept({"trimmed": True}, e, "ratings") == "?"
+    assert evidence_kept({"trimmed": True, "context": {"kept_evidence": 1}}, e, "ratings") == "1"
+    assert evidence_kept({"context": {"kept_evidence": 7}}, e, "ratings") == "5+"
+    assert evidence_kept(None, e, "none") == "0"
+    rows = [{"entry_id": e.entry_id, "setting": "ratings", "response": "", "trimmed": True,
+             "context": {"kept_evidence": 2}}]
+    p = write_jsonl(tmp_path / "p.jsonl", rows)
+    recs = with_evidence_kept(score_rows([e], rows, ["ratings", "preferred"]), p, [e])
+    assert [r["evidence_kept"] for r in recs] == ["2", evidence_kept(None, e, "preferred")]

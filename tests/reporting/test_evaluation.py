@@ -91,3 +91,22 @@ def test_evaluate_seen_splits_recorded_models_by_training_targets(run, entries, 
     assert out[("official", "stub (generate)", "unseen")]["n"] == 3 * (len(entries) - n_seen)
     assert set(read_metrics(run)["evaluation_seen"]) == {"official/stub (generate)/seen",
                                                         "official/stub (generate)/unseen"}
+
+
+def test_ablations_record_the_oldest_context_and_no_history_beside_the_main_rows(run, entries):
+    from petool_lib.reporting.evaluation import evaluate_ablations, parse_ablations
+
+    metrics = load_evaluation(run)
+    sets = {"official": entries}
+    stub = StubPredictor()
+    speed = evaluate_ablations(metrics, run, "stub", stub, sets, EvalConfig(modes="constrained"), "oldest, none",
+                               progress=False)
+    assert sorted(speed) == ["official/stub@no-history (constrained)", "official/stub@oldest (constrained)"]
+    ev = metrics["evaluation"]["official"]
+    assert list(ev["stub@oldest (constrained)"]["paper"]) == ["preferred", "ratings", "chronological"]
+    assert list(ev["stub@no-history (constrained)"]["paper"]) == ["none"]  # scored on its own setting only
+    assert ev["stub@no-history (constrained)"]["paper"]["none"]["n"] == len(entries)
+    assert stub.contexts.count("oldest") == 3 * len(entries)
+    assert parse_ablations("") == [] and parse_ablations(None) == []
+    with pytest.raises(ValueError, match="unknown ablation"):
+        parse_ablations("oldest,newest")

@@ -17,6 +17,17 @@ def test_results_table_and_readme(tmp_path):
     readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
     assert update_readme(tmp_path, readme)
     text = readme.read_text()
-    assert "old" not in text and "| baseline-history | 60.0 | 50.0 |" in text and "GPT-4o (paper)" in text
+    assert "old" not in text and "| baseline-history | 60.0 | 31.3–83.2 | 50.0 |" in text and "GPT-4o (paper)" in text
     assert text.startswith("intro\n") and text.endswith("rest\n")
-    assert "| baseline-history | 60.0 | 50.0 | 60.0 | 50.0 | 60.0 | 50.0 | 10 |" in text  # n stays an integer
+    row = "| baseline-history | " + "60.0 | 31.3–83.2 | 50.0 | " * 3 + "10 |"  # Wilson 95% CI of 6/10; n an integer
+    assert row in text
+
+
+def test_results_table_shows_the_no_history_ablation():
+    metrics: dict = {}
+    summary = _summary(0.6, 0.5)
+    summary["none"] = {**summary["preferred"], "tool_acc": 0.2, "tool_correct": 2}
+    record_evaluation(metrics, "official", "m", "paper", summary)
+    df = results_table(metrics["evaluation"]["official"])
+    assert df.loc["m", "No history Tool"] == 20.0 and df.loc["m", "No history Tool 95% CI"] == "5.7–51.0"
+    assert list(df.columns)[-1] == "n per setting"
