@@ -27,6 +27,10 @@ _ALIASES = {
     "rating_integrated": "ratings",
     "c": "chronological", "chronological": "chronological", "chrono": "chronological",
 }
+# The two markers of the official prompt layout (task text, history JSON, candidate-tools JSON, format text);
+# petool_lib.core.prompts parses and renders the whole layout.
+HISTORY_MARK = "Interaction history is:\n"
+TOOLS_MARK = "\n\nAvailable tools you can call with input parameters are listed here:\n"
 TEST_FILENAME = "user_entries_test.json"
 HF_DATASET = "travisxu/PEToolBench"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -106,8 +110,6 @@ class Entry:
         """The system prompt of ``setting``; ``none`` = the preferred-only prompt with an empty history."""
         setting = normalize_setting(setting)
         if setting == NO_HISTORY:
-            from .prompts import without_history  # prompts builds on this module
-
             return without_history(self.prompts["preferred"])
         return self.prompts[setting]
 
@@ -126,6 +128,14 @@ class Entry:
             "history_length": self.history_length,
             "entry_id": self.entry_id,
         }
+
+
+def without_history(text: str) -> str:
+    """The same system prompt with an empty interaction history (``[]``), every other byte unchanged."""
+    if text.count(HISTORY_MARK) != 1 or text.count(TOOLS_MARK) != 1:
+        raise ValueError("prompt must contain exactly one history marker and one tool-list marker")
+    head, rest = text.split(HISTORY_MARK)
+    return head + HISTORY_MARK + "[]" + TOOLS_MARK + rest.split(TOOLS_MARK, 1)[1]
 
 
 def _need(raw: dict[str, Any], key: str, where: str, types: type | tuple[type, ...]) -> Any:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from .data import NO_HISTORY, SETTINGS, normalize_setting
+from .data import HISTORY_MARK, NO_HISTORY, SETTINGS, TOOLS_MARK, normalize_setting
 
 _INTRO = (
     "\nYour task is to use a tool that not only meets real-time user instructions but also aligns with user "
@@ -25,8 +25,6 @@ TASK_TEXT: dict[str, str] = {
     "calls than earlier ones.\n",
 }
 TASK_TEXT[NO_HISTORY] = TASK_TEXT["preferred"]  # the no-history ablation: the preferred-only prompt, history []
-HISTORY_MARK = "Interaction history is:\n"
-TOOLS_MARK = "\n\nAvailable tools you can call with input parameters are listed here:\n"
 FORMAT_TEXT = (
     "\n\nGenerate your tool call in the following format:\n"
     '{"tool_name": the tool\'s name, "parameters": input parameters in JSON string format on a single line}\n'
@@ -109,14 +107,6 @@ def render_prompt(
     setting = normalize_setting(setting)
     items = [h.to_dict() if isinstance(h, HistoryItem) else h for h in history]
     return (task_text or TASK_TEXT[setting]) + HISTORY_MARK + dumps(items) + TOOLS_MARK + dumps(candidates) + format_text
-
-
-def without_history(text: str) -> str:
-    """The same system prompt with an empty interaction history (``[]``), every other byte unchanged."""
-    if text.count(HISTORY_MARK) != 1 or text.count(TOOLS_MARK) != 1:
-        raise PromptError("prompt must contain exactly one history marker and one tool-list marker")
-    head, rest = text.split(HISTORY_MARK)
-    return head + HISTORY_MARK + "[]" + TOOLS_MARK + rest.split(TOOLS_MARK, 1)[1]
 
 
 def detect_setting(text: str) -> str:
