@@ -6,14 +6,20 @@ PROFILE ?= cpu
 RUN    ?= $(PROFILE)
 STAMP  := $(VENV)/.petool-installed
 BENCH_N ?= 30
+MODEL   ?= smollm2
+ADAPTER ?=
+LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)
+EVAL_OUT ?= outputs/eval-full
 
-.PHONY: help venv kernel reproduce test test-slow test-gpu bench bench-train lint-notebooks clean-outputs
+.PHONY: help venv kernel reproduce test test-slow test-gpu eval-full bench bench-train lint-notebooks clean-outputs
 
 help:
 	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/"
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
 	@echo "make test-gpu    CUDA smoke of training + prediction with the tiny model (needs a GPU)"
+	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name]  all 1,000 official entries x 3 settings,"
+	@echo "                 cpu-profile decoding on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
 	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
 
@@ -41,6 +47,10 @@ test-slow: venv
 
 test-gpu: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu
+
+eval-full: venv
+	$(BIN)/python -m petool_lib predict --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER),) \
+		--out $(EVAL_OUT)/$(LABEL).jsonl --metrics $(EVAL_OUT)/$(LABEL).metrics.json
 
 bench: venv
 	$(BIN)/python -m petool_lib bench --out outputs/bench.json --n $(BENCH_N)

@@ -22,13 +22,14 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
 from ..core.data import DataError, Entry, load_test_set, resolve_settings, select_subset
-from ..core.io import write_jsonl
+from ..core.io import write_json, write_jsonl
 from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
 from .config import CONTEXTS, DEFAULT_CONTEXT, MODES, DecodeConfig, EvalConfig, profile_eval_config
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="cache file (default: <out dir>/.cache/<out name>.cache.jsonl)")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write a cache file")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--metrics", default=None,
+                    help="also write a JSON of the run: paper and robust summaries with 95%% Wilson intervals, "
+                         "speed, the evaluation config, the command and the entry ids")
     args = ap.parse_args(argv)
     if args.backend_alias:
         print("warning: --backend is deprecated; use --predictor", file=sys.stderr)
@@ -270,15 +274,31 @@ def main(argv: list[str] | None = None) -> int:
         cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
         print(f"mode {mode}, context {cfg.context}, prompt budget {cfg.prompt_budget(predictor.context_window())}, "
               f"max value chars {cfg.decode.max_value_chars}", file=sys.stderr)
+        t0 = time.perf_counter()
         rows = predict(entries, predictor, args.setting, mode, cfg.decode, cfg.prompt_budget(predictor.context_window()),
                        args.batch_size, cache, progress=not args.quiet, context=cfg.context)
+        seconds = time.perf_counter() - t0
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_rows(rows, args.out)
     from ..harness.evaluate import evaluate_rows, format_table
 
-    print(format_table(evaluate_rows(entries, rows, resolve_settings(args.setting)), f"{args.out} (paper scoring)"))
+    settings = resolve_settings(args.setting)
+    summaries = {sc: evaluate_rows(entries, rows, settings, scoring=sc) for sc in ("paper", "robust")}
+    print(format_table(summaries["paper"], f"{args.out} (paper scoring)"))
+    if args.metrics:
+        write_json(args.metrics, {
+            "command": "python -m petool_lib predict " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "predictions": str(args.out), "test_set": "official" if args.test is None else str(args.test),
+            "n_entries": len(entries), "settings": settings, "model": args.model, "adapter": args.adapter,
+            "predictor": predictor.identity(), "config": {"mode": mode, "context": cfg.context,
+                                                          "max_prompt_tokens": cfg.prompt_budget(predictor.context_window()),
+                                                          "dtype": cfg.dtype, "decode": asdict(cfg.decode)},
+            "speed": speed_summary(rows, seconds), "evaluation": summaries,
+            "entry_ids": [e.entry_id for e in entries],
+        }, indent=2)
+        print(f"metrics: {args.metrics}")
     failed = sum(1 for r in rows if r.get("error"))
     if failed:
         print(f"{failed} prediction(s) failed (endpoint error, or a prompt beyond the context window): written "

@@ -230,3 +230,20 @@ def test_evidence_rows_record_what_the_context_builder_did(small, tiny):
     ctx = rows[0]["context"]
     assert ctx["mode"] == "evidence" and ctx["tokens_after"] <= BUDGET < ctx["tokens_before"]
     assert ctx["dropped_items"] == rows[0]["trimmed_items"] > 0 and rows[0]["prompt_tokens"] <= BUDGET
+
+
+def test_cli_metrics_file(small, tmp_path):
+    test_file = tmp_path / "t.json"
+    test_file.write_text(json.dumps([replace(e).to_dict() for e in small]))
+    out, metrics = tmp_path / "p.jsonl", tmp_path / "p.metrics.json"
+    assert main(["--test", str(test_file), "--model", "tiny", "--mode", "rank", "--setting", "p,none", "--limit", "2",
+                 "--max-prompt-tokens", str(BUDGET), "--max-value-chars", "8", "--out", str(out), "--quiet",
+                 "--metrics", str(metrics)]) == 0
+    m = json.loads(metrics.read_text())
+    assert m["settings"] == ["preferred", "none"] and m["n_entries"] == 2 and len(m["entry_ids"]) == 2
+    assert m["config"]["mode"] == "rank" and m["config"]["context"] == "evidence"
+    assert m["config"]["max_prompt_tokens"] == BUDGET
+    for sc in ("paper", "robust"):
+        assert list(m["evaluation"][sc]) == ["preferred", "none"]
+        assert m["evaluation"][sc]["none"]["n"] == 2 and len(m["evaluation"][sc]["none"]["tool_ci95"]) == 2
+    assert m["speed"]["n"] == 4 and m["speed"]["failed"] == 0 and m["command"].startswith("python -m petool_lib")
