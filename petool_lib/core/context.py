@@ -112,7 +112,7 @@ def build_chat_prompt(
             return len(template_ids(tokenizer, make_messages(text, entry.query)))
 
         if context == "evidence":
-            fitted, report = fit_prompt(parsed, entry.query, count, max_prompt_tokens, "evidence")
+            fitted, report = fit_prompt(parsed, entry.query, count, max_prompt_tokens, "evidence", tokens=len(ids))
             cp.trimmed_items = report.dropped_items
             cp.extra["context"] = report.to_dict()
         else:
@@ -238,7 +238,7 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
 
 
 def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: int | None,
-               mode: str = "evidence") -> tuple[Prompt, ContextReport]:
+               mode: str = "evidence", tokens: int | None = None) -> tuple[Prompt, ContextReport]:
     """Fit ``prompt`` into ``budget`` tokens as counted by ``count(system_text)`` (the whole templated request).
 
     A prompt that fits is returned unchanged (it renders byte-identical to the official one). Otherwise history items
@@ -246,14 +246,14 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
     ``oldest`` drops the oldest items first (the reference behaviour). Kept items keep their original order and
     ratings. If even an empty history is too long, the candidates' free-text descriptions are shortened (never a
     candidate, its name, parameter names, types or defaults, the task, format text or query). ``fits`` is False
-    only when nothing more can be cut.
+    only when nothing more can be cut. ``tokens``: ``count(prompt.render())`` when the caller has measured it.
     """
     if mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
     ev = evidence_items(prompt)
     ev_set = set(ev)
     n = len(prompt.history)
-    before = count(prompt.render())
+    before = count(prompt.render()) if tokens is None else tokens
     report = ContextReport(mode, n, len(ev), n, len(ev), tokens_before=before, tokens_after=before)
     if not budget or before <= budget:
         return prompt, report

@@ -6,9 +6,11 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+
+from tests.loopback import LoopbackServer
 
 from petool_lib.core.data import SETTINGS, entry_from_dict
 from petool_lib.harness.evaluate import evaluate_rows
@@ -42,7 +44,7 @@ def make_entry(eid: int, query: str) -> dict:
     return raw
 
 
-class Server:
+class Server(LoopbackServer):
     """A tiny chat-completions server whose behaviour depends on the user message's first word."""
 
     def __init__(self, delay: float = 0.05) -> None:
@@ -103,18 +105,7 @@ class Server:
                     with outer.lock:
                         outer.in_flight -= 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> "Server":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(Handler)
 
 
 QUERIES = ["OK find cats", "RATE find cats", "FAIL find cats", "MALFORMED find cats", "GARBAGE find cats",

@@ -7,11 +7,13 @@ import hashlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from tests.loopback import LoopbackServer
 
 from petool_lib.synthesis.config import SynthConfig
 from petool_lib.synthesis.llm import ChatRequest, OfflineLLM, OpenAILLM, ask_json, make_llm, parse_json_reply
@@ -22,7 +24,7 @@ ALWAYS_BAD = "Check whether an email domain is a disposable"  # a tool-understan
 BAD_ONCE = "Get the daily weather forecast"  # malformed on the first ask, valid when asked again
 
 
-class FakeServer:
+class FakeServer(LoopbackServer):
     """A chat-completions server on 127.0.0.1 scripted per request: ``script`` is consumed first (``"429"``,
     ``"500"``, ``"slow"``), then replies are valid JSON for the synthesis prompts (except the scripted bad ones)."""
 
@@ -72,12 +74,7 @@ class FakeServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        super().__init__(Handler)
 
     @staticmethod
     def reply(messages: list[dict[str, str]], nth: int) -> str:
@@ -98,13 +95,6 @@ class FakeServer:
             return json.dumps({"instructions": items})
         return json.dumps({"echo": user[:20]})
 
-    def __enter__(self) -> "FakeServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
