@@ -1,4 +1,4 @@
-"""The local HF predictor: exact rank scores, the context-window guard, bf16 attention switching, LoRA merging."""
+"""The local HF predictor: exact rank scores, the context-window guard, the bf16 CPU attention path, LoRA merging."""
 
 from __future__ import annotations
 
@@ -59,24 +59,29 @@ def test_prompt_beyond_context_window_is_a_failed_row(small, tiny, monkeypatch):
 def test_identity_keys_are_unchanged(tiny):
     """The identity is part of every prediction-cache key: its keys and value formats must not drift."""
     ident = tiny.identity()
-    assert set(ident) - {"decode_attention"} == {"backend", "model", "adapter", "dtype"}
+    assert set(ident) - {"prefill_attention"} == {"backend", "model", "adapter", "dtype"}
     assert ident["backend"] == "hf" and ident["adapter"] is None
     assert ident["dtype"].startswith("torch.") and ident["model"].startswith(("dir:", "name:"))
 
 
-def test_bf16_cpu_decodes_with_eager_attention_and_restores_sdpa(small):
+def test_bf16_cpu_uses_the_blocked_attention_and_agrees_with_sdpa(small):
+    """bf16 on a CPU: the block-causal prefill / short-query attention is recorded in the identity (cache keys) and
+    predicts what SDPA predicts on the tiny model; fp32 keeps SDPA."""
+    from petool_lib.inference.attention import NAME
+
     b = HFPredictor("tiny", dtype="bfloat16")
-    assert b.decode_attention == ("eager" if b.device.type == "cpu" else None)
-    assert b.identity().get("decode_attention") == b.decode_attention  # absent (None) on a GPU
+    if b.device.type != "cpu":
+        return
+    assert b.model.config._attn_implementation == NAME and b.identity()["prefill_attention"].startswith(NAME)
+    assert "prefill_attention" not in HFPredictor("tiny", dtype="float32").identity()
     cfg = DecodeConfig(max_value_chars=16)
     items = [(e, b.prompt(e, "preferred", BUDGET)) for e in small[:3]]
-    hybrid = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
-    assert b.model.config._attn_implementation == "sdpa"  # prefill (and the next prompt) keep SDPA
-    b.decode_attention = None
+    blocked = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
+    b.model.set_attn_implementation("sdpa")
     plain = [b.run([item], mode, cfg)[0] for item in items for mode in ("constrained", "rank")]
-    for h, p in zip(hybrid, plain):
+    for h in blocked:
         assert parse_paper(h["response"]) is not None
-    assert [h["response"] for h in hybrid] == [p["response"] for p in plain]
+    assert [h["response"] for h in blocked] == [p["response"] for p in plain]
 
 
 def test_lora_is_merged_in_fp32_but_kept_separate_in_bf16(tmp_path):
