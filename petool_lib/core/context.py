@@ -8,7 +8,8 @@ Over budget, two context modes:
   that does not fit even with an empty history is kept whole and flagged ``over_budget``.
 - ``evidence`` (:func:`fit_prompt`): the history items that carry evidence for this candidate list (same provider or
   same API name as a candidate) are kept first, then the items most related to the query; kept items keep their
-  order and ratings. If the candidates alone are too long, their free-text descriptions are shortened.
+  order and ratings. If not every evidence item fits, the candidates' free-text descriptions are shortened first
+  (down to a floor), and only then evidence items dropped; below the floor only with no history left.
 
 The task text, the candidate tools (names, parameter names, types, defaults), the output-format instructions and
 the query are never cut (the reference's right-side truncation at 4,000 tokens cut the query).
@@ -237,16 +238,28 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
     return lo
 
 
+DESCRIPTION_FLOOR = 120  # characters a description keeps before evidence items are given up (then shortened further)
+
+
 def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: int | None,
-               mode: str = "evidence", tokens: int | None = None) -> tuple[Prompt, ContextReport]:
+               mode: str = "evidence", tokens: int | None = None,
+               floor: int = DESCRIPTION_FLOOR) -> tuple[Prompt, ContextReport]:
     """Fit ``prompt`` into ``budget`` tokens as counted by ``count(system_text)`` (the whole templated request).
 
-    A prompt that fits is returned unchanged (it renders byte-identical to the official one). Otherwise history items
-    are dropped: ``evidence`` keeps evidence items first (newest first), then the items most related to the query;
-    ``oldest`` drops the oldest items first (the reference behaviour). Kept items keep their original order and
-    ratings. If even an empty history is too long, the candidates' free-text descriptions are shortened (never a
-    candidate, its name, parameter names, types or defaults, the task, format text or query). ``fits`` is False
-    only when nothing more can be cut. ``tokens``: ``count(prompt.render())`` when the caller has measured it.
+    A prompt that fits is returned unchanged (it renders byte-identical to the official one). Otherwise, in
+    ``evidence`` mode, in this order until it fits:
+
+    1. drop history items, keeping evidence items first (newest first), then the items most related to the query;
+    2. if not every evidence item fits, shorten the candidates' free-text descriptions (tool and parameter
+       descriptions) as little as needed to keep them all, down to ``floor`` characters — the evidence decides which
+       provider this user wants, the description tail rarely decides which function is meant;
+    3. at the floor, drop the lowest-priority evidence items;
+    4. with no history left, shorten the descriptions below the floor.
+
+    ``oldest`` mode drops the oldest items first (the reference behaviour), then step 4. Kept items keep their
+    original order and ratings. Never dropped or changed: a candidate, its name, parameter names, types or defaults,
+    the task, format text or query. ``fits`` is False only when nothing more can be cut. ``tokens``:
+    ``count(prompt.render())`` when the caller has measured it.
     """
     if mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
@@ -258,20 +271,32 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
     if not budget or before <= budget:
         return prompt, report
     order = history_priority(prompt, query) if mode == "evidence" else list(range(n - 1, -1, -1))
+    longest = _longest_description(prompt.candidates)
 
-    def with_items(k: int, cands: list[dict[str, Any]] | None = None) -> Prompt:
+    def with_items(k: int, limit: int | None = None) -> Prompt:
         keep = sorted(order[:k])
-        return replace(prompt, history=[prompt.history[i] for i in keep], candidates=cands or prompt.candidates)
+        cands = prompt.candidates if limit is None else shorten_descriptions(prompt.candidates, limit)
+        return replace(prompt, history=[prompt.history[i] for i in keep], candidates=cands)
 
-    k = _largest(0, n, lambda k: count(with_items(k).render()) <= budget)
-    out, limit = with_items(max(k, 0)), None
-    if k < 0:  # the candidates alone are over budget: shorten descriptions, with no history
-        longest = _longest_description(prompt.candidates)
-        ok = lambda lim: count(with_items(0, shorten_descriptions(prompt.candidates, lim)).render()) <= budget  # noqa: E731
-        limit = max(_largest(0, longest, ok), 0)
-        out = with_items(0, shorten_descriptions(prompt.candidates, limit))
+    def fits(k: int, limit: int | None = None) -> bool:
+        return count(with_items(k, limit).render()) <= budget
+
+    limit: int | None = None
+    k = _largest(0, n, fits)
+    if mode == "evidence" and k < len(ev) and longest > floor:  # steps 2-3
+        if fits(len(ev), floor):
+            limit = _largest(floor, longest, lambda lim: fits(len(ev), lim))
+        else:
+            limit = floor
+        k = _largest(0, n, lambda k: fits(k, limit))
+        if k < 0:
+            limit = None
+    if k < 0:  # step 4: the candidates alone are over budget (at the floor): shorten further, with no history
+        limit = max(_largest(0, longest, lambda lim: fits(0, lim)), 0)
+        k = 0
+    out = with_items(k, limit)
     after = count(out.render())
-    kept = {i for i in order[:max(k, 0)]}
+    kept = set(order[:k])
     report = replace(report, kept_items=len(kept), kept_evidence=len(kept & ev_set), description_limit=limit,
                      tokens_after=after, fits=after <= budget)
     return out, report

@@ -33,6 +33,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.context import CONTEXT_MODES
+
 LLAMA_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STAGES: tuple[str, ...] = ("sft", "dpo")
 TOO_LONG_POLICIES: tuple[str, ...] = ("skip", "keep")
@@ -60,10 +62,12 @@ class LoraSpec:
 class StageConfig:
     """Hyper-parameters of one stage (SFT or DPO).
 
-    ``token_budget``: every row (chat-templated system + user + assistant) is made to fit this many tokens by
-    dropping the oldest history items (never the query, the candidates or the format text); ``None`` = no
-    trimming. Rows that do not fit even with an empty history are skipped (``too_long="skip"``, counted in the
-    stats) or kept whole (``"keep"``: truncation is disabled, so they train at full length).
+    ``token_budget``: every row (chat-templated system + user + assistant) is made to fit this many tokens by the
+    same context builder as inference (:func:`petool_lib.core.context.fit_prompt`; ``context="evidence"``: the
+    history items that carry evidence for the candidate list are kept first, descriptions shortened before one of
+    them is dropped; ``"oldest"``: the oldest items go first); never the query, a candidate or the format text;
+    ``None`` = no fitting. Rows that still do not fit are skipped (``too_long="skip"``, counted in the stats) or
+    kept whole (``"keep"``: truncation is disabled, so they train at full length).
     """
 
     learning_rate: float
@@ -76,6 +80,7 @@ class StageConfig:
     max_grad_norm: float = 1.0
     token_budget: int | None = None
     too_long: str = "skip"
+    context: str = "evidence"  # how rows are fitted to token_budget (core.context.CONTEXT_MODES)
     max_examples: int | None = None
     max_steps: int | None = None
     beta: float = 0.1  # DPO only
@@ -87,6 +92,8 @@ class StageConfig:
     lora: LoraSpec = field(default_factory=LoraSpec)
 
     def __post_init__(self) -> None:
+        if self.context not in CONTEXT_MODES:
+            raise ValueError(f"context must be one of {CONTEXT_MODES}, got {self.context!r}")
         if self.too_long not in TOO_LONG_POLICIES:
             raise ValueError(f"too_long must be one of {TOO_LONG_POLICIES}, got {self.too_long!r}")
         if self.batch_size < 1 or self.grad_accum < 1:

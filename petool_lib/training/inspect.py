@@ -22,7 +22,7 @@ def sample_rows(entries: Sequence[Any], tokenizer: Any, cfg: StageConfig, n: int
     for row in official_rows(order):
         if len(chosen) >= n:
             break
-        res = fit_row(row, "sft", tokenizer, cfg.token_budget)
+        res = fit_row(row, "sft", tokenizer, cfg.token_budget, cfg.context)
         (chosen.append(res.row) if res.fits else spare.append((res.tokens, res.row)))
     chosen += [r for _, r in sorted(spare, key=lambda x: x[0])][: n - len(chosen)]
     return chosen

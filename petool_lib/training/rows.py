@@ -2,8 +2,10 @@
 
 Rows are TRL's conversational formats: SFT ``{"prompt", "completion"}``, DPO ``{"prompt", "chosen", "rejected"}``
 (lists of chat messages), plus ``setting`` / ``entry_id`` bookkeeping. A row too long for the stage's token budget
-loses its oldest history items (never the query, the candidate tools or the format text); a row that cannot fit
-even with an empty history is skipped or kept whole (the stage's ``too_long`` policy), and counted either way.
+goes through the inference context builder (:func:`petool_lib.core.context.fit_prompt`, the stage's ``context``
+mode: evidence items first, descriptions shortened before one is dropped; never the query, a candidate or the format
+text), so training sees prompts like the ones the model is evaluated on; a row that still cannot fit is skipped or
+kept whole (the stage's ``too_long`` policy), and counted either way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.data import DataError
-from ..core.prompts import PromptError, parse_prompt, trim_history
+from ..core.context import fit_prompt
+from ..core.prompts import PromptError, parse_prompt
 from .config import STAGES, StageConfig
 
 STAGE_FILES: dict[str, str] = {"sft": "sft.jsonl", "dpo": "dpo.jsonl"}
@@ -112,24 +115,29 @@ def _completions(row: dict[str, Any], stage: str) -> list[list[dict[str, str]]]:
 
 @dataclass
 class FitResult:
-    """One row after :func:`fit_row`: the row to train on, its token count and what trimming did."""
+    """One row after :func:`fit_row`: the row to train on, its token count and what the context builder did."""
 
     row: dict[str, Any]
     tokens: int
-    dropped: int = 0  # history items removed (oldest first)
-    fits: bool = True  # False: too long even with an empty history (``row`` is the original)
-    parsed: bool = True  # False: the system prompt is not a PEToolBench prompt, so it could not be trimmed
+    dropped: int = 0  # history items removed
+    fits: bool = True  # False: too long even after the context builder (``row`` is the original)
+    parsed: bool = True  # False: the system prompt is not a PEToolBench prompt, so it could not be fitted
+    evidence_items: int = 0  # history items that carry evidence for the candidate list (when fitted) ...
+    kept_evidence: int = 0  # ... and how many of them were kept
+    description_limit: int | None = None  # characters per description after shortening; None: not shortened
 
 
-def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None) -> FitResult:
-    """Make a row fit ``budget`` tokens by dropping its oldest history items (query/candidates/format untouched).
+def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None,
+            context: str = "evidence") -> FitResult:
+    """Make a row fit ``budget`` tokens with the inference context builder (:func:`~petool_lib.core.context.fit_prompt`).
 
     The token count is that of the full chat-templated conversation (system + user + assistant; for DPO the
-    longer of chosen / rejected). Returns the (possibly) trimmed row; ``fits`` is False when even an empty
-    history is too long, in which case the original row is returned untouched.
+    longer of chosen / rejected). Returns the (possibly) fitted row; ``fits`` is False when the builder cannot
+    bring it under the budget, in which case the original row is returned untouched.
     """
     prompt = row["prompt"]
     sys_idx = next((i for i, m in enumerate(prompt) if m["role"] == "system"), None)
+    query = next((m["content"] for m in prompt if m["role"] == "user"), "")
     completions = _completions(row, stage)
 
     def n_tokens(system_text: str | None) -> int:
@@ -147,14 +155,14 @@ def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None)
         parsed = parse_prompt(prompt[sys_idx]["content"])
     except PromptError:
         return FitResult(row=row, tokens=n, fits=False, parsed=False)
-    trimmed, dropped = trim_history(parsed, lambda text: n_tokens(text) <= budget)
-    text = trimmed.render()
-    n_new = n_tokens(text)
-    if n_new > budget:
-        return FitResult(row=row, tokens=n, dropped=0, fits=False)
+    fitted, report = fit_prompt(parsed, query, n_tokens, budget, context, tokens=n)
+    if not report.fits or report.tokens_after is None:
+        return FitResult(row=row, tokens=n, fits=False, evidence_items=report.evidence_items)
     new_prompt = [dict(m) for m in prompt]
-    new_prompt[sys_idx]["content"] = text
-    return FitResult(row={**row, "prompt": new_prompt}, tokens=n_new, dropped=dropped)
+    new_prompt[sys_idx]["content"] = fitted.render()
+    return FitResult(row={**row, "prompt": new_prompt}, tokens=report.tokens_after, dropped=report.dropped_items,
+                     evidence_items=report.evidence_items, kept_evidence=report.kept_evidence,
+                     description_limit=report.description_limit)
 
 
 @dataclass
@@ -170,6 +178,9 @@ class PrepStats:
     used: int = 0  # rows handed to the trainer
     trimmed_rows: int = 0  # used rows that lost history items ...
     history_items_dropped: int = 0  # ... and how many in all
+    evidence_items: int = 0  # evidence items in the used rows' prompts (rows that had to be fitted) ...
+    evidence_kept: int = 0  # ... and how many of them the context builder kept
+    shortened_rows: int = 0  # used rows whose candidate descriptions were shortened
     too_long_skipped: int = 0  # too long even with an empty history: skipped (policy "skip") ...
     too_long_kept: int = 0  # ... or kept whole (policy "keep")
     unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
@@ -193,6 +204,9 @@ class PrepStats:
         if res.dropped:
             self.trimmed_rows += 1
             self.history_items_dropped += res.dropped
+        self.evidence_items += res.evidence_items
+        self.evidence_kept += res.kept_evidence
+        self.shortened_rows += res.description_limit is not None
         self.used += 1
         self.tokens_total += res.tokens
         self.tokens_max = max(self.tokens_max, res.tokens)
@@ -221,7 +235,7 @@ def balanced_order(rows: Sequence[dict[str, Any]], seed: int) -> list[int]:
 def prepare_rows(
     rows: Sequence[dict[str, Any]], stage: str, tokenizer: Any, cfg: StageConfig, seed: int = 0
 ) -> tuple[list[dict[str, Any]], PrepStats]:
-    """Trim histories to ``cfg.token_budget``, apply the too-long policy, cap at ``cfg.max_examples``.
+    """Fit rows to ``cfg.token_budget`` (context builder), apply the too-long policy, cap at ``cfg.max_examples``.
 
     Rows are taken in a seeded, setting-balanced order until ``max_examples`` usable rows are found. Returned rows
     keep only the trainer's columns; skipped rows are counted, never silently lost.
@@ -239,7 +253,7 @@ def prepare_rows(
                 break
             row = rows[i]
             stats.considered += 1
-            res = fit_row(row, stage, tokenizer, cfg.token_budget)
+            res = fit_row(row, stage, tokenizer, cfg.token_budget, cfg.context)
             if not res.parsed:
                 stats.unparsed_prompts += 1
             if not res.fits:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from petool_lib.core.context import (evidence_items, fit_prompt, history_priority, make_messages,
+from petool_lib.core.context import (DESCRIPTION_FLOOR, evidence_items, fit_prompt, history_priority, make_messages,
                                      shorten_descriptions, template_ids)
 from petool_lib.core.data import SETTINGS
 from petool_lib.core.prompts import parse_prompt, trim_history
@@ -58,8 +58,9 @@ def test_evidence_items_are_kept_first_in_their_order_with_ratings(official, set
     else:
         assert set(ev) <= set(positions)
     assert rep.kept_items == len(out.history) and rep.evidence_items == len(ev)
-    # the prompt's other parts are untouched
-    assert out.candidates == p.candidates and out.task_text == p.task_text and out.format_text == p.format_text
+    # the prompt's other parts are untouched (descriptions only when evidence items would not fit otherwise)
+    assert out.task_text == p.task_text and out.format_text == p.format_text
+    assert (out.candidates == p.candidates) == (rep.description_limit is None)
 
 
 def test_priority_puts_evidence_before_the_rest(official):
@@ -79,15 +80,48 @@ def test_oldest_mode_is_the_reference_trimming(official, setting):
     assert out.render() == ref.render() and rep.dropped_items == dropped
 
 
-def test_descriptions_are_shortened_only_when_the_candidates_alone_are_too_long(official):
+def _long_docs_entry(official, setting="ratings"):
+    from petool_lib.core.context import _longest_description
+    for e in official:
+        p = parse_prompt(e.prompts[setting], setting)
+        if len(evidence_items(p)) >= 3 and _longest_description(p.candidates) > 3 * DESCRIPTION_FLOOR:
+            return e, p
+    pytest.skip("no suitable entry")
+
+
+def test_descriptions_are_shortened_down_to_the_floor_before_evidence_is_dropped(official):
+    from dataclasses import replace
+    e, p = _long_docs_entry(official)
+    ev = evidence_items(p)
+    only_ev = replace(p, history=[h for i, h in enumerate(p.history) if i in set(ev)])
+    # room for every evidence item only with descriptions cut to floor + 50 characters
+    budget = len(replace(only_ev, candidates=shorten_descriptions(p.candidates, DESCRIPTION_FLOOR + 50)).render())
+    assert len(only_ev.render()) > budget
+    out, rep = fit_prompt(p, e.query, chars, budget, "evidence")
+    assert rep.fits and rep.kept_evidence == len(ev) and DESCRIPTION_FLOOR <= rep.description_limit
+    assert [h.instruction for h in out.history] == [h.instruction for h in only_ev.history]
+    # oldest mode drops items instead and keeps the descriptions while any history is left
+    out_old, rep_old = fit_prompt(p, e.query, chars, budget, "oldest")
+    assert rep_old.description_limit is None and rep_old.dropped_items > 0
+    # below that: descriptions at the floor, the newest evidence items kept as far as they fit
+    newest = sorted(ev)[-1]
+    tight = len(replace(p, history=[p.history[newest]],
+                        candidates=shorten_descriptions(p.candidates, DESCRIPTION_FLOOR)).render())
+    out, rep = fit_prompt(p, e.query, chars, tight, "evidence")
+    assert rep.fits and rep.description_limit == DESCRIPTION_FLOOR and rep.kept_items == 1
+    assert out.history[0].instruction == p.history[newest].instruction
+
+
+def test_descriptions_go_below_the_floor_only_with_no_history_left(official):
     e = max(official[:200], key=lambda e: len(e.prompts["preferred"]))
     p = parse_prompt(e.prompts["preferred"], "preferred")
     from dataclasses import replace
-    empty = len(replace(p, history=[]).render())
-    budget = empty - 500
+    empty_at_floor = len(replace(p, history=[], candidates=shorten_descriptions(p.candidates, DESCRIPTION_FLOOR))
+                         .render())
+    budget = empty_at_floor - 200
     out, rep = fit_prompt(p, e.query, chars, budget, "evidence")
     assert rep.fits and len(out.render()) <= budget and out.history == []
-    assert rep.description_limit is not None and rep.description_limit >= 0
+    assert rep.description_limit is not None and 0 <= rep.description_limit < DESCRIPTION_FLOOR
     assert len(out.candidates) == len(p.candidates)
     for a, b in zip(out.candidates, p.candidates):
         assert a["tool_name"] == b["tool_name"] and list(a) == list(b)

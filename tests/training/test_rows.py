@@ -1,4 +1,4 @@
-"""Loading and checking SFT / DPO rows, and fitting them to the token budget (oldest history items first)."""
+"""Loading and checking SFT / DPO rows, and fitting them to the token budget (the inference context builder)."""
 
 from __future__ import annotations
 
@@ -63,11 +63,37 @@ def test_official_rows_cycle_the_settings(official) -> None:
         validate_row(r, "sft", "official")
 
 
-def test_fit_row_drops_oldest_history_only(data_dir: Path, tokenizer: Any) -> None:
+def test_fit_row_is_the_inference_context_builder(data_dir: Path, tokenizer: Any) -> None:
+    """Training rows are fitted exactly as prediction prompts: evidence items first (core.context.fit_prompt)."""
+    from petool_lib.core.context import evidence_items, fit_prompt
+
+    rows = [r for r in load_rows(data_dir, "sft") if evidence_items(parse_prompt(r["prompt"][0]["content"]))]
+    assert rows
+    checked = 0
+    for row in rows[:6]:
+        if count_tokens(tokenizer, row["prompt"] + row["completion"]) <= BUDGET:
+            continue
+        res = fit_row(row, "sft", tokenizer, BUDGET)
+        assert res.fits and res.tokens <= BUDGET and res.evidence_items > 0
+        assert res.tokens == count_tokens(tokenizer, res.row["prompt"] + res.row["completion"])
+
+        def count(text: str) -> int:
+            return count_tokens(tokenizer, [{"role": "system", "content": text}, row["prompt"][1]] + row["completion"])
+
+        want, rep = fit_prompt(parse_prompt(row["prompt"][0]["content"]), row["prompt"][1]["content"], count, BUDGET)
+        assert res.row["prompt"][0]["content"] == want.render()
+        assert (res.kept_evidence, res.dropped, res.description_limit) == (rep.kept_evidence, rep.dropped_items,
+                                                                           rep.description_limit)
+        assert res.row["prompt"][1] == row["prompt"][1] and res.row["completion"] == row["completion"]
+        checked += 1
+    assert checked
+
+
+def test_fit_row_oldest_context_drops_oldest_history_only(data_dir: Path, tokenizer: Any) -> None:
     row = next(r for r in load_rows(data_dir, "sft") if len(parse_prompt(r["prompt"][0]["content"]).history) > 5)
     full = count_tokens(tokenizer, row["prompt"] + row["completion"])
     assert full > BUDGET
-    res = fit_row(row, "sft", tokenizer, BUDGET)
+    res = fit_row(row, "sft", tokenizer, BUDGET, context="oldest")
     assert res.fits and res.dropped > 0 and res.tokens <= BUDGET
     assert res.tokens == count_tokens(tokenizer, res.row["prompt"] + res.row["completion"])
     before, after = parse_prompt(row["prompt"][0]["content"]), parse_prompt(res.row["prompt"][0]["content"])
@@ -80,7 +106,7 @@ def test_fit_row_drops_oldest_history_only(data_dir: Path, tokenizer: Any) -> No
     msgs = [{"role": "system", "content": longer}, row["prompt"][1]] + row["completion"]
     assert count_tokens(tokenizer, msgs) > BUDGET
     # a budget below the empty-history size cannot be met: the row is returned untouched, flagged
-    tiny_budget = fit_row(row, "sft", tokenizer, 100)
+    tiny_budget = fit_row(row, "sft", tokenizer, 100, context="oldest")
     assert not tiny_budget.fits and tiny_budget.row is row
 
 

@@ -53,5 +53,7 @@ def test_sft_drives_loss_near_zero_on_a_handful(wide_init_tiny: str, tmp_path: P
                      warmup_ratio=0.0, save_steps=1000, lora={"r": 16, "alpha": 32})
     res = train_sft(tmp_path, cfg, profile=tiny(), model=wide_init_tiny, out=tmp_path / "sft", backend="hf")
     losses = [h["loss"] for h in res.log_history if "loss" in h]
+    # all three rows train (the third, ~1.5k tokens, fits the tiny profile's budget only with shortened descriptions)
+    assert res.metrics["data"]["used"] == 3 and res.metrics["data"]["too_long_skipped"] == 0
     assert len(losses) == 25
-    assert losses[0] > 5 and losses[-1] < 0.1, losses[::5]
+    assert losses[0] > 5 and losses[-1] < 0.2, losses[::5]
