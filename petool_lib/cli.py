@@ -16,8 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("petool_lib.inference.predictions", "a model's responses on the official test set"),
     "baselines": ("petool_lib.harness.baselines", "prompt-only baselines (random, functional, history)"),
     "evaluate": ("petool_lib.harness.evaluate", "score a predictions file (paper or robust scoring)"),
+    "probe-rename": ("petool_lib.harness.probes", "test set with providers renamed per entry (history-reading probe)"),
     "bench": ("petool_lib.benchmarks.predict", "predictor vs a reference-style generation loop"),
     "bench-train": ("petool_lib.benchmarks.train", "cpu-profile training vs TRL defaults"),
+    "learning-curve": ("petool_lib.benchmarks.learning_curve", "Tool/Param Acc after N training rows (one SFT run)"),
     "reproduce": ("petool_lib.reproduce", "notebooks 01-06 under papermill into outputs/<run>/"),
 }
 

@@ -1,7 +1,7 @@
 """Harness: scoring (paper-exact and robust), evaluation of prediction files, prompt-only baselines, the
-seen/unseen split and error analysis.
+seen/unseen split, error analysis and the provider-renaming probe.
 
-CLIs: ``python -m petool_lib evaluate|baselines``."""
+CLIs: ``python -m petool_lib evaluate|baselines|probe-rename``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,11 @@ from .analysis import (  # noqa: F401
     slices_by_method,
     worst_examples,
 )
+from .probes import (  # noqa: F401
+    provider_mapping,
+    rename_providers,
+    rename_test_set,
+)
 
 __all__ = [
     "PAPER_PATTERN",
@@ -105,4 +110,7 @@ __all__ = [
     "with_evidence_kept",
     "slices_by_method",
     "worst_examples",
+    "provider_mapping",
+    "rename_providers",
+    "rename_test_set",
 ]
