@@ -10,8 +10,10 @@ MODEL   ?= smollm2
 ADAPTER ?=
 LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)
 EVAL_OUT ?= outputs/eval-full
+LC_SIZES ?= 32,64,128
+LC_LIMIT ?= 20
 
-.PHONY: help venv kernel reproduce test test-slow test-gpu eval-full bench bench-train lint-notebooks clean-outputs
+.PHONY: help venv kernel reproduce test test-slow test-gpu eval-full bench bench-train learning-curve lint-notebooks clean-outputs
 
 help:
 	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/"
@@ -22,6 +24,8 @@ help:
 	@echo "                 cpu-profile decoding on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
 	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
+	@echo "make learning-curve [LC_SIZES=32,64,128] [LC_LIMIT=20]  Tool/Param Acc after N SFT rows (one run, a"
+	@echo "                 checkpoint per size) on outputs/<run>/data -> outputs/<run>/learning_curve/"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +61,10 @@ bench: venv
 
 bench-train: venv
 	$(BIN)/python -m petool_lib bench-train --out outputs/bench_train.json
+
+learning-curve: venv
+	$(BIN)/python -m petool_lib learning-curve --profile $(PROFILE) --data outputs/$(RUN)/data \
+		--test outputs/$(RUN)/data/test.json --out outputs/$(RUN)/learning_curve --sizes $(LC_SIZES) --limit $(LC_LIMIT)
 
 lint-notebooks: venv
 	$(BIN)/nbstripout --verify notebooks/*.ipynb

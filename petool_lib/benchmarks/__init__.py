@@ -1,24 +1,39 @@
-"""Benchmarks: the predictor against a reference-style evaluation loop (``predict``) and cpu-profile training against
-TRL's defaults (``train``).
+"""Benchmarks: the predictor against a reference-style evaluation loop (``predict``), cpu-profile training against
+TRL's defaults (``train``), and the learning curve that chooses the number of training rows (``learning_curve``).
 
-CLIs: ``python -m petool_lib bench`` and ``python -m petool_lib bench-train``."""
+CLIs: ``python -m petool_lib bench``, ``python -m petool_lib bench-train`` and ``python -m petool_lib learning-curve``.
+
+The names load lazily (a name imports only its module), so ``python -m petool_lib learning-curve`` can import
+Unsloth before anything imports torch / transformers on a GPU."""
 
 from __future__ import annotations
 
-from .predict import (  # noqa: F401
-    PeakRSS,
-    bench_items,
-    reference_loop,
-    run_phase,
-    speedups,
-    run_bench,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "PeakRSS",
-    "bench_items",
-    "reference_loop",
-    "run_phase",
-    "speedups",
-    "run_bench",
-]
+# module -> the public names it provides through this façade
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "predict": ("PeakRSS", "bench_items", "reference_loop", "run_phase", "speedups", "run_bench"),
+    "learning_curve": ("run_learning_curve", "parse_sizes", "plan_steps", "StepRecorder", "plot_curve"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [name for names in _EXPORTS.values() for name in names]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from .learning_curve import *  # noqa: F401,F403
+    from .predict import *  # noqa: F401,F403
