@@ -1,10 +1,31 @@
 """Step 5, instructions and ground-truth calls: a pool of (instruction, parameters) per API.
 
 A pool starts with the API's documented example scenarios (official ``Example`` records, the calls seen in official
-histories, ``Example`` entries in ToolBench files); the rest is generated: offline from templates (an action
-phrase from the description, parameter values from the documented defaults or from small typed value pools chosen by
-parameter name/description), or by a model LLM asked for JSON (validated: known parameter names, every
-required parameter present; invalid replies fall back to the template and are counted).
+histories, ``Example`` entries in ToolBench files); the rest is generated: offline from templates, or by a model LLM
+asked for JSON (validated: known parameter names, every required parameter present; invalid replies fall back to the
+template and are counted).
+
+Offline generation, per parameter, draws a value in this order of preference (:func:`_choose`):
+
+1. a value the documentation gives: the ``default`` (when it is a real value, coerced to the parameter's type) or an
+   example quoted in the description ("e.g. 'London'", "Example: 2023-01-01", "such as `AAPL`");
+2. an option the description enumerates ("One of the following: HK|AU|SG", "metric or imperial"): an ``ENUM`` that
+   lists options only ever gets one of them or its documented default;
+3. a realistic generator picked from the parameter's name, description, type and the API's domain (cities, ISO
+   country/language codes, currency codes, tickers, URLs, e-mails, dates in the documented format, years, lat/lon,
+   ids shaped like the domain's ids, page/limit/offset numbers, search keywords for the API's topic, ...).
+
+Documented values are used most of the time (as in the official ground truths, where about 60% of the values are the
+defaults), the rest come from options/generators so that a model must read the value from the instruction. A
+parameter that matches nothing gets its documented value or a neutral value derived from its name (never a value
+of another kind: a ``storageName`` never receives a user name), always of the declared type (NUMBER -> number,
+BOOLEAN -> bool). Optional parameters are filled only when a documented value, an option or a specific generator
+exists (at most :data:`MAX_OPTIONAL` per instruction; never auth tokens, callbacks or cursors).
+
+Instructions are written as users do (first person or imperative, the task first, the values woven into the sentence:
+"Show me the current weather conditions for Lisbon.", "I want to find titles for 'Breaking Bad' with up to 20
+results."); the API's provider (tool) name never appears in the sentence (a value that contains it, such as a
+soundcloud.com URL for the SoundCloud tool, is kept verbatim).
 
 Every random choice comes from a ``random.Random`` seeded by (seed, API name), so pools do not depend on the order in
 which APIs are processed.
@@ -12,10 +33,12 @@ which APIs are processed.
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
@@ -37,130 +60,1589 @@ class Instruction:
         return {"instruction": self.text, "parameters": self.parameters, "origin": self.origin}
 
 
-_POOLS: list[tuple[str, tuple[str, ...], list[Any]]] = [  # (neutral label, name/description keywords, values)
-    ("email address", ("email", "address", "recipient"), ["anna.smith@example.com", "support@acme.io", "j.doe@mail.example.org"]),
-    ("domain", ("domain",), ["example.com", "acme.io", "mailinator.com"]),
-    ("airport", ("iata", "airport", "origin", "destination"), ["JFK", "LHR", "CDG", "NRT", "SFO", "MAD"]),
-    ("currency", ("currency", "from_currency", "to_currency", "convert"), ["USD", "EUR", "GBP", "JPY", "CHF"]),
-    ("symbol", ("symbol", "ticker", "stock"), ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]),
-    ("coin", ("coin", "crypto"), ["BTC", "ETH", "SOL"]),
-    ("city", ("city", "location", "town", "place"), ["Paris", "Tokyo", "Berlin", "Lisbon", "Toronto", "Sydney"]),
-    ("region", ("country", "region", "area", "market", "gov"), ["US", "FR", "DE", "JP", "GB"]),
-    ("language", ("lang", "language", "target", "source", "locale"), ["es", "fr", "de", "it", "ja"]),
-    ("date", ("date", "day", "checkin", "check_in", "checkout", "check_out", "departure", "from_date", "to_date"),
-     ["2024-05-01", "2024-06-15", "2024-09-30", "2025-01-10"]),
-    ("month", ("month",), ["2024-06", "2024-11"]),
-    ("phone number", ("phone", "mobile"), ["+15551234567", "+447700900123"]),
-    ("URL", ("url", "link", "website"), ["https://www.example.com/article/42", "https://example.org/page"]),
-    ("flight", ("flight",), ["BA117", "LH400", "AF1234"]),
-    ("latitude", ("lat", "latitude"), [48.8566, 35.6762, 40.7128]),
-    ("longitude", ("lon", "lng", "longitude"), [2.3522, 139.6503, -74.006]),
-    ("subject", ("subject", "title"), ["Meeting tomorrow", "Your order has shipped", "Weekly report"]),
-    ("text", ("message", "body", "text", "content", "q", "query", "keyword", "search", "term"),
-     ["good morning", "machine learning", "I really enjoyed the concert", "best pizza in town", "climate change"]),
-    ("name", ("name", "username", "user"), ["john_doe", "alice", "marketing_team"]),
-    ("ID", ("id", "_id", "code"), ["12345", "A1B2C3", "80057281"]),
-    ("number", ("limit", "count", "size", "max", "cnt", "days", "page", "rooms", "guests", "adults", "amount", "number",
-                "offset"), [1, 2, 3, 5, 10, 20]),
+# --------------------------------------------------------------------------------------------------------------
+# Value pools
+
+COUNTRY_NAMES = {
+    "US": "the US", "GB": "the UK", "UK": "the UK", "FR": "France", "DE": "Germany", "JP": "Japan", "IN": "India",
+    "BR": "Brazil", "CA": "Canada", "AU": "Australia", "ES": "Spain", "IT": "Italy", "MX": "Mexico",
+    "NL": "the Netherlands", "SG": "Singapore", "KR": "South Korea", "SE": "Sweden", "CH": "Switzerland",
+    "ZA": "South Africa", "AE": "the UAE", "NG": "Nigeria", "HK": "Hong Kong", "TW": "Taiwan", "TH": "Thailand",
+    "MY": "Malaysia", "PH": "the Philippines", "ID": "Indonesia", "NZ": "New Zealand", "BN": "Brunei", "CN": "China",
+    "RU": "Russia", "PT": "Portugal", "IE": "Ireland", "BE": "Belgium", "AT": "Austria", "PL": "Poland",
+    "TR": "Turkey", "EG": "Egypt", "KE": "Kenya", "AR": "Argentina", "CO": "Colombia", "CL": "Chile", "NO": "Norway",
+    "DK": "Denmark", "FI": "Finland", "SA": "Saudi Arabia", "IL": "Israel", "VN": "Vietnam", "PK": "Pakistan",
+    "MA": "Morocco", "BD": "Bangladesh", "PE": "Peru", "GR": "Greece", "CZ": "the Czech Republic", "HU": "Hungary",
+    "RO": "Romania", "UA": "Ukraine", "TZ": "Tanzania", "GH": "Ghana", "QA": "Qatar", "LU": "Luxembourg",
+    "USA": "the USA", "GBR": "the UK", "FRA": "France", "DEU": "Germany", "CAN": "Canada", "AUS": "Australia"}
+LANGUAGE_NAMES = {
+    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "ja": "Japanese",
+    "pt": "Portuguese", "zh": "Chinese", "ko": "Korean", "ar": "Arabic", "ru": "Russian", "nl": "Dutch", "hi": "Hindi",
+    "tr": "Turkish", "sv": "Swedish", "pl": "Polish", "id": "Indonesian", "th": "Thai", "vi": "Vietnamese",
+    "el": "Greek", "he": "Hebrew", "uk": "Ukrainian", "ms": "Malay", "zh-hans": "Simplified Chinese"}
+_CITIES = [("Paris", 48.8566, 2.3522), ("Tokyo", 35.6762, 139.6503), ("Berlin", 52.52, 13.405),
+           ("Lisbon", 38.7223, -9.1393), ("Toronto", 43.6532, -79.3832), ("Sydney", -33.8688, 151.2093),
+           ("New York", 40.7128, -74.006), ("Barcelona", 41.3874, 2.1686), ("Chicago", 41.8781, -87.6298),
+           ("Amsterdam", 52.3676, 4.9041), ("Seoul", 37.5665, 126.978), ("Cape Town", -33.9249, 18.4241),
+           ("Dublin", 53.3498, -6.2603), ("Singapore", 1.3521, 103.8198), ("Mexico City", 19.4326, -99.1332)]
+CITIES = [c[0] for c in _CITIES]
+_COUNTRY_CODES = ["US", "GB", "FR", "DE", "JP", "IN", "BR", "CA", "AU", "ES", "IT", "MX"]
+_COUNTRIES = ["France", "Japan", "Brazil", "Canada", "Germany", "Kenya", "Australia", "Spain", "India", "Mexico"]
+_LANGS = ["en", "es", "fr", "de", "it", "ja", "pt", "zh"]
+_LOCALES = ["en-US", "fr-FR", "de-DE", "es-ES", "ja-JP", "pt-BR", "en-GB"]
+_CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "INR"]
+_TICKERS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL", "META", "NFLX"]
+_COINS = ["BTC", "ETH", "SOL", "ADA", "DOGE"]
+_COIN_IDS = ["bitcoin", "ethereum", "solana", "cardano"]
+_AIRPORTS = ["JFK", "LHR", "CDG", "NRT", "SFO", "MAD", "DXB", "SIN", "FRA", "LAX"]
+_FLIGHTS = ["BA117", "LH400", "AF1234", "DL405", "UA901", "EK202"]
+_EMAILS = ["anna.smith@example.com", "j.doe@mail.example.org", "support@acme.io", "mike.chen@example.net",
+           "laura.b@example.co.uk"]
+_DOMAINS = ["example.com", "acme.io", "github.com", "wikipedia.org", "shopify.com", "bbc.co.uk"]
+_URLS = ["https://www.example.com/blog/electric-cars", "https://en.wikipedia.org/wiki/Solar_energy",
+         "https://www.bbc.com/news/technology", "https://github.com/psf/requests",
+         "https://www.nytimes.com/2024/05/01/science/space.html"]
+_IMAGE_URLS = ["https://images.example.com/photos/golden-retriever.jpg", "https://cdn.example.org/img/street-paris.png",
+               "https://example.com/uploads/receipt-0423.jpg"]
+_VIDEO_URLS = ["https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://www.youtube.com/watch?v=9bZkp7q19f0",
+               "https://www.tiktok.com/@natgeo/video/7234567890123456789"]
+_PRODUCT_URLS = ["https://www.amazon.com/dp/B08N5WRWNW", "https://www.ebay.com/itm/394857203948",
+                 "https://www.walmart.com/ip/5129836741"]
+_IPS = ["8.8.8.8", "203.0.113.42", "185.199.108.153", "1.1.1.1", "72.229.28.185"]
+_PHONES = ["+14155552671", "+447700900123", "+33612345678", "+12125550143", "+4915112345678"]
+USERNAMES = ["john_doe", "alice.w", "mkrause88", "sara_lee", "dev_tom"]
+_PASSWORDS = ["S3cure!pass", "hunter2024", "Tr0ub4dor&3"]
+_STORAGES = ["MyStorage", "First Storage", "backup-storage", "archive-storage"]
+_FILE_PATHS = ["/Documents/report.pdf", "/images/logo.png", "/folder/invoice_2024.docx", "/data/sales.xlsx"]
+_FILE_NAMES = ["report.pdf", "invoice_2024.docx", "photo.jpg", "sales.xlsx", "notes.txt"]
+_FOLDERS = ["/Documents/reports", "/images", "/projects/2024", "/backup"]
+_PEOPLE = ["Emma Watson", "Lionel Messi", "Barack Obama", "Taylor Swift", "Serena Williams"]
+_FIRST = ["Emma", "Liam", "Sofia", "Noah", "Amara"]
+_LAST = ["Garcia", "Smith", "Mueller", "Tanaka", "Okafor"]
+_COMPANIES = ["Apple", "Tesla", "Spotify", "Nike", "Airbnb", "Microsoft"]
+_TEAMS = ["Real Madrid", "Los Angeles Lakers", "Manchester United", "Chicago Bulls", "Bayern Munich"]
+_PRODUCTS = ["iPhone 15 Pro", "Nike Air Max 90", "Kindle Paperwhite", "Sony WH-1000XM5", "Instant Pot Duo"]
+_TEXTS = ["I really enjoyed the concert last night!", "The delivery was late and the box was damaged.",
+          "The new update made the app much faster.", "Bonjour, je voudrais réserver une table pour deux.",
+          "Can you recommend a good book for the weekend?", "El servicio fue excelente y la comida deliciosa."]
+_SUBJECTS = ["Meeting tomorrow at 10", "Your order has shipped", "Weekly report", "Invoice for March"]
+_TIMEZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
+_ZIPS = ["10001", "94105", "60614", "SW1A 1AA", "75008"]
+_ADDRESSES = ["1600 Amphitheatre Parkway, Mountain View, CA", "221B Baker Street, London",
+              "350 5th Ave, New York, NY", "Champ de Mars, 75007 Paris"]
+_STATES = ["CA", "NY", "TX", "FL", "WA"]
+_SORT_FIELDS = ["price", "date", "relevance", "popularity", "rating"]
+_FORMATS = ["json", "csv", "xml"]
+_STATUSES = ["active", "pending", "completed", "available"]
+# Search keywords, names and categories for the API's topic (detected from its category and descriptions).
+# (topic, cues, keywords, names, categories)
+_TOPICS: list[tuple[str, tuple[str, ...], list[str], list[str], list[str]]] = [
+    ("music", ("music", "song", "songs", "track", "tracks", "artist", "album", "spotify", "lyrics", "playlist", "radio"),
+     ["Bohemian Rhapsody", "lo-fi beats", "Daft Punk", "jazz classics", "Adele"],
+     ["Taylor Swift", "Daft Punk", "Adele", "Miles Davis"], ["jazz", "rock", "hip-hop", "classical", "pop"]),
+    ("movies", ("movie", "movies", "film", "films", "tv", "series", "netflix", "anime", "imdb", "streaming", "episode",
+                "subtitle", "subtitles"),
+     ["Breaking Bad", "Inception", "Stranger Things", "The Office", "Interstellar"],
+     ["Inception", "The Office", "Breaking Bad"], ["comedy", "drama", "thriller", "documentary", "horror"]),
+    ("sports", ("sport", "sports", "football", "soccer", "basketball", "nba", "cricket", "tennis", "hockey", "league",
+                "match", "matches", "team", "player", "tournament", "golf", "handball", "baseball"),
+     ["Real Madrid", "Lakers", "Lionel Messi", "Wimbledon", "Champions League"], _TEAMS,
+     ["football", "basketball", "tennis", "cricket"]),
+    ("finance", ("stock", "stocks", "finance", "financial", "market", "crypto", "trading", "invest", "bank", "forex",
+                 "exchange", "shares"),
+     ["Apple", "Tesla", "S&P 500", "Bitcoin", "Microsoft"], _COMPANIES, ["technology", "energy", "healthcare"]),
+    ("shopping", ("product", "products", "shop", "store", "ecommerce", "commerce", "amazon", "cart", "brand", "sephora",
+                  "order", "orders", "shopping"),
+     ["wireless earbuds", "running shoes", "coffee maker", "yoga mat", "mechanical keyboard"], _PRODUCTS,
+     ["electronics", "books", "home & kitchen", "toys", "beauty"]),
+    ("food", ("food", "recipe", "recipes", "restaurant", "meal", "menu", "cook", "ingredient", "nutrition", "drink",
+              "cocktail"),
+     ["vegan lasagna", "chicken curry", "sushi", "gluten-free bread", "margarita"], ["Chicken Tikka Masala", "Pad Thai"],
+     ["vegetarian", "dessert", "breakfast", "italian"]),
+    ("realestate", ("property", "properties", "realty", "rent", "house", "apartment", "listing", "listings", "estate"),
+     ["London", "2-bedroom flat", "Manchester", "garden flat", "Sydney"], ["Kensington", "Brooklyn Heights"],
+     ["apartment", "house", "studio"]),
+    ("travel", ("hotel", "hotels", "flight", "flights", "travel", "trip", "airport", "booking", "tour", "destination"),
+     ["Barcelona", "beach resorts", "Tokyo", "Lisbon city center"], ["Hotel Arts Barcelona", "The Ritz London"],
+     ["hotel", "hostel", "resort"]),
+    ("jobs", ("job", "jobs", "career", "hiring", "salary", "resume", "employment"),
+     ["data scientist", "nurse", "remote software engineer", "marketing manager"], ["Acme Corp", "Globex"],
+     ["engineering", "healthcare", "marketing"]),
+    ("code", ("github", "repo", "repos", "repository", "code", "developer", "programming", "npm", "package"),
+     ["web scraping", "machine learning", "react", "rails", "data visualization"], ["awesome-project", "data-pipeline"],
+     ["python", "javascript", "devops"]),
+    ("books", ("book", "books", "novel", "author", "library", "isbn"),
+     ["Dune", "Pride and Prejudice", "science fiction", "Stephen King"], ["Stephen King", "Jane Austen"],
+     ["fiction", "history", "science"]),
+    ("social", ("twitter", "tweet", "tweets", "instagram", "tiktok", "reddit", "social", "youtube", "video", "videos",
+                "channel", "posts"),
+     ["cooking tutorials", "travel vlog", "funny cats", "python tutorial"], ["natgeo", "nasa"],
+     ["technology", "gaming", "travel"]),
+    ("news", ("news", "article", "articles", "headline", "headlines", "media", "blog"),
+     ["electric cars", "climate change", "artificial intelligence", "space exploration"], ["Reuters", "BBC News"],
+     ["technology", "business", "science", "health"]),
+    ("maps", ("map", "maps", "geocode", "geocoding", "boundary", "boundaries", "address", "place", "places", "location",
+              "postal", "zip", "route"),
+     ["coffee shops", "Eiffel Tower", "museums", "pharmacy"], CITIES[:6], ["restaurant", "museum", "park"]),
 ]
-_TEMPLATES = ("I want to {action}{args}.", "Please {action}{args}.", "Can you {action}{args}?", "{Action}{args}.",
-              "I'd like to {action}{args}.")
-_VERBS = {"returns": "get", "return": "get", "gets": "get", "get": "get", "retrieves": "retrieve", "lists": "list",
-          "searches": "search", "finds": "find", "translates": "translate", "detects": "detect", "analyses": "analyse",
-          "analyzes": "analyze", "checks": "check", "verifies": "verify", "validates": "validate", "sends": "send",
-          "converts": "convert", "counts": "count", "creates": "create", "fetches": "fetch", "provides": "get",
-          "looks": "look", "tracks": "track", "calculates": "calculate", "generates": "generate", "shows": "show",
-          "extracts": "extract", "deletes": "delete", "updates": "update", "downloads": "download", "uploads": "upload"}
-_BASE_VERBS = set(_VERBS.values()) | {
-    "add", "book", "cancel", "compute", "delete", "download", "edit", "estimate", "find", "log", "login", "logout",
-    "lookup", "make", "post", "predict", "query", "read", "register", "remove", "reverse", "schedule", "set", "start",
-    "stop", "submit", "subscribe", "summarize", "upload", "write", "measure", "rank", "recommend", "fetch", "look",
-    "obtain", "return", "receive", "perform", "run", "view", "display", "load", "save", "parse", "scrape", "transcribe"}
-_LEAD = re.compile(r"^(this (endpoint|api|method|function)( will| allows you to| lets you| is used to| can)?|use this to|"
-                   r"an? (endpoint|api) (that|to)|endpoint (that|to)|used to)\s+", re.I)
+_DEFAULT_TOPIC = ("general", (),
+                  ["climate change", "machine learning", "electric cars", "healthy recipes", "travel tips"],
+                  ["Project Atlas", "Summer Campaign"], ["technology", "science", "health", "business"])
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading a parameter's documentation
+
+_SPLIT = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_PLACEHOLDER = re.compile(r"^((string|str|number|integer|int|boolean|float)( or (string|number|integer|boolean))?|"
+                          r"none|null|nil|undefined|nan|n/a|x+|\.+|value|default|your\b.*|your_.*|"
+                          r"<.*>|\{\{.*\}\}|\$\{.*\}|api[ _-]?key|apikey|token|required|optional)$", re.I)
+_EX_MARK = re.compile(r"(\be\.\s?g\b\.?|\beg\b\.?|\bfor (?:example|instance)\b|\b(?:test )?examples?(?: values?)?\s*:|"
+                      r"\bexample\b|\bex\s*:|\bsuch as\b|\bi\.e\.)\s*[:,]?\s*", re.I)
+_STRONG_MARK = re.compile(r"e\.?\s?g|example|ex\b", re.I)
+_QUOTED = re.compile(r"""^[\s*_\-]*(?:\*?`([^`]{1,80})`|'([^'\n]{1,80})'|"([^"\n]{1,80})"|\\+"([^"\\]{1,80})\\+")""")
+_BARE = re.compile(r"^[\s*\-]*([^\s,;()\[\]{}*`'\"]+(?:,[^\s,;()\[\]{}*`'\"]+)*)")
+_CAPS = re.compile(r"^[\s*\-]*([A-Z0-9][\w'.\-]*(?: [A-Z0-9][\w'.\-]*){1,4})(?=\s*(?:$|[,.;)]|\s[a-z]))")
+_STOP = {"the", "a", "an", "when", "if", "to", "you", "this", "that", "it", "in", "on", "for", "of", "and", "or", "with",
+         "by", "is", "are", "be", "from", "as", "all", "any", "some", "each", "more", "other", "which", "what", "where",
+         "there", "these", "those", "its", "your", "we", "can", "use", "using", "see", "like", "etc", "not", "only"}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the value and phrasing rules read of one parameter."""
+
+    name: str
+    tokens: tuple[str, ...]
+    desc: str  # lower case
+    raw_desc: str
+    ptype: str  # STRING | NUMBER | BOOLEAN | ENUM | DATE | GEOPOINT | ARRAY | OBJECT | BINARY
+    default: Any
+
+    @property
+    def head(self) -> str:
+        return self.tokens[-1] if self.tokens else ""
+
+    @property
+    def joined(self) -> str:
+        return "".join(self.tokens)
+
+    def has(self, *words: str) -> bool:
+        return any(w in self.tokens for w in words)
+
+
+def _tokens(name: str) -> tuple[str, ...]:
+    return tuple(t for t in re.split(r"[^a-z0-9]+", _SPLIT.sub(" ", str(name)).lower()) if t)
+
+
+def _ptype(param: dict[str, Any]) -> str:
+    t = str(param.get("type") or "STRING").strip().upper()
+    if t.startswith("DATE"):
+        return "DATE"
+    if t.startswith("GEOPOINT"):
+        return "GEOPOINT"
+    if t in ("NUMBER", "INTEGER", "INT", "FLOAT", "DOUBLE", "LONG", "NUMERIC"):
+        return "NUMBER"
+    if t in ("BOOLEAN", "BOOL"):
+        return "BOOLEAN"
+    if t in ("ENUM", "ARRAY", "OBJECT", "BINARY"):
+        return t
+    return "STRING"
+
+
+def _spec(param: dict[str, Any]) -> _Spec:
+    raw = " ".join(html.unescape(str(param.get("description") or "")).split())
+    return _Spec(str(param.get("name", "")), _tokens(str(param.get("name", ""))), raw.lower(), raw, _ptype(param),
+                 param.get("default"))
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _coerce(value: Any, ptype: str) -> Any:
+    """``value`` as the declared type (NUMBER -> int/float, BOOLEAN -> bool, else a non-empty str); None if it
+    cannot be one."""
+    if value is None:
+        return None
+    if ptype == "NUMBER":
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return value if value == value else None
+        s = str(value).strip()
+        if _INT.match(s):
+            return int(s)
+        if _FLOAT.match(s):
+            return float(s)
+        return None
+    if ptype == "BOOLEAN":
+        if isinstance(value, bool):
+            return value
+        return _BOOLS.get(str(value).strip().lower())
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _doc_values(spec: _Spec) -> list[Any]:
+    """The values the documentation gives: the default (when real) and the examples quoted in the description."""
+    out: list[Any] = []
+    textual = _kind(spec) in ("search", "text", "name", "city", "country", "language", "subject", "username", "email",
+                              "url", "domain", "address")
+
+    def add(v: Any) -> None:
+        if isinstance(v, str):
+            v = v.strip()
+            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"`":
+                v = v[1:-1]
+            if _PLACEHOLDER.match(v) or len(v) > 120 or not re.search(r"\w", v) or \
+                    re.fullmatch(r"\[\s*\w*\s*\]", v) or _tokens(v) == spec.tokens or re.search(r"&\w+=", v) or \
+                    re.match(r"(?i)(integer|string|number|date|boolean|float|array)\s*\[", v):
+                return
+            if textual and _shape(v) == "num":
+                return
+        c = _coerce(v, spec.ptype)
+        if c is not None and c not in out:
+            out.append(c)
+
+    add(spec.default)
+    if spec.ptype != "BOOLEAN":
+        for m in _EX_MARK.finditer(spec.raw_desc):
+            rest = spec.raw_desc[m.end():]
+            q = _QUOTED.match(rest)
+            if q:
+                v = next(g for g in q.groups() if g is not None).strip()
+            else:
+                b = _CAPS.match(rest) if _CAPS.match(rest) and " " in _CAPS.match(rest).group(1) else _BARE.match(rest)
+                if not b:
+                    continue
+                v = b.group(1).rstrip(".:")
+                strong = _STRONG_MARK.search(m.group(1)) is not None
+                looks = bool(re.search(r"[0-9A-Z/.@:_\-]", v))
+                if v.lower() in _STOP or not (strong or looks):
+                    continue
+            if "=" in v:
+                v = v.split("=", 1)[1]
+            v = v.strip().strip(".")
+            if v and "..." not in v and v.lower() not in _STOP and not v.startswith("."):
+                add(v)
+    return out
+
+
+_OPT_TOKEN = r"[\w.+/\-]+(?: [\w.+/\-]+)?"
+
+
+def _options(spec: _Spec) -> list[Any]:
+    """The values the description enumerates (``a|b|c``, "One of the following: a, b", `` `a` `b` ``, "a or b")."""
+    if spec.ptype == "BOOLEAN":
+        return []
+    d = spec.raw_desc
+    found: list[str] = []
+    runs = re.findall(rf"{_OPT_TOKEN}(?:\s*\|\s*{_OPT_TOKEN})+", d)
+    if runs:
+        found = [o for o in max(runs, key=len).split("|")]
+    if not found:
+        m = re.search(r"\b(?:one of(?: the following| these)?(?: values)?|options|"
+                      r"(?:accepted|possible|allowed|valid) values|supports|enum|list of)\s*[:\-]?\s*(.+)", d, re.I)
+        if m:
+            rest = re.split(r"(?<=\w)\.\s", m.group(1))[0].rstrip(".")
+            if re.search(r",|\s-\s|\sor\s", rest):
+                found = re.split(r",\s*|\s+-\s+|\s+or\s+|^-\s*", rest)
+            else:
+                found = rest.split()
+    if not found:  # "RotateFlip method (Rotate180FlipNone, Rotate180FlipX, ...)"
+        m = re.search(r"\(([\w.-]+(?:,\s*[\w.-]+){2,})[,.\s]*\)", d)
+        if m:
+            found = re.split(r",\s*", m.group(1))
+    if not found and spec.ptype == "STRING" and re.match(r"(a )?boolean\b|true or false", spec.desc):
+        found = ["true", "false"]
+    if not found and re.search(r"(possible|acceptable|allowed|valid|available|supported)\s+(values|options)|\bex\b",
+                               d, re.I):
+        found = re.findall(r"`([^`]{1,30})`", d)
+    if not found and 0 < len(d.split()) <= 6 and " or " in d:  # "metric or imperial" (only the values)
+        parts = [x.strip() for x in re.split(r",\s*|\s+or\s+", d.rstrip("."))]
+        if all(re.fullmatch(r"[a-z0-9_\-]+|[A-Z0-9_]{2,6}", x) for x in parts):
+            found = parts
+    if not found:
+        codes = re.findall(r"\((\w{2,5})\)", d)
+        if len(codes) >= 2 and spec.ptype in ("ENUM", "STRING") and len(codes) * 4 >= len(d.split()):
+            found = codes
+    if not found and spec.ptype == "ENUM":
+        found = re.split(r"\||,", d)
+    out: list[Any] = []
+    for o in found:
+        o = re.sub(r"\s*\([^)]*\)", "", o).strip().strip("`'\"*").strip()
+        if not o or len(o) > 30 or len(o.split()) > 3 or o.lower() in _STOP or "default" in o.lower() or \
+                _PLACEHOLDER.match(o) or o.endswith(":"):
+            continue
+        c = _coerce(o, spec.ptype)
+        if c is not None and c not in out:
+            out.append(c)
+    return out if len(out) >= 2 else []
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What a parameter is (its kind), and realistic generators per kind
+
+
+@dataclass
+class _Ctx:
+    """The API a value is drawn for (its topic) and the choices shared by one instruction's parameters (lat/lon of
+    one city, two different currencies/languages/airports for from/to, an end date after the start date)."""
+
+    text: str = ""
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, api: Api | None) -> "_Ctx":
+        if api is None:
+            return cls()
+        return cls(" ".join([api.category.replace("_", " "), api.tool_description, api.description,
+                             humanize(api.name)]).lower(),
+                   {"api_name": humanize(api.name), "api_text": _api_text(api)})
+
+    @property
+    def words(self) -> set[str]:
+        return set(re.split(r"[^a-z0-9]+", self.text))
+
+    def topic(self) -> tuple[str, tuple[str, ...], list[str], list[str], list[str]]:
+        words = self.words
+        best, score = _DEFAULT_TOPIC, 0
+        for t in _TOPICS:
+            s = sum(c in words for c in t[1])
+            if s > score:
+                best, score = t, s
+        return best
+
+    def pick(self, key: str, rng: random.Random, pool: Sequence[Any]) -> Any:
+        if key not in self.shared:
+            self.shared[key] = rng.randrange(len(pool))
+        return pool[self.shared[key] % len(pool)]
+
+    def pick_pair(self, key: str, rng: random.Random, pool: Sequence[Any], second: bool) -> Any:
+        """Two different items of ``pool`` for the two ends of a pair (from/to)."""
+        if key not in self.shared:
+            self.shared[key] = rng.sample(range(len(pool)), 2)
+        return pool[self.shared[key][1 if second else 0]]
+
+
+_START = {"from", "start", "since", "begin", "checkin", "after", "min", "minimum", "source", "src", "origin",
+          "departure", "dep", "base", "sl", "startdate", "datefrom", "fromdate", "greater", "gt", "gte", "above", "over",
+          "lower"}
+_END = {"to", "end", "until", "till", "checkout", "before", "max", "maximum", "target", "dest", "destination", "arrival",
+        "arr", "tl", "enddate", "dateto", "todate", "less", "lt", "lte", "below", "under", "upper"}
+
+
+def _direction(spec: _Spec) -> str:
+    toks = set(spec.tokens)
+    if spec.joined in ("checkin", "checkindate") or {"check", "in"} <= toks:
+        return "start"
+    if spec.joined in ("checkout", "checkoutdate") or {"check", "out"} <= toks:
+        return "end"
+    if toks & _START:
+        return "start"
+    if toks & _END:
+        return "end"
+    return ""
+
+
+_ID_HEADS = {"id", "ids", "uuid", "guid", "slug", "asin", "isbn", "tconst", "sku", "hash", "uid", "imdbid"}
+_LIMIT = {"limit", "count", "size", "perpage", "pagesize", "maxresults", "num", "top", "rows", "take", "results",
+          "per", "max", "cnt"}
+_COUNT_NOUNS = {"bedroom", "bedrooms", "rooms", "room", "beds", "bed", "bathroom", "bathrooms", "baths", "bath",
+                "adults", "adult", "guests", "children", "kids", "people", "persons", "passengers", "seats", "quantity",
+                "qty", "floor", "floors", "stars", "rating", "nights"}
+_SECRET = {"key", "apikey", "token", "secret", "session", "cookie", "callback", "jsonp", "creds", "proxy", "signature",
+           "checksum", "auth", "authorization", "access", "bearer", "socket", "nonce", "cursor"}
+
+
+_DESC_KINDS = (("email", r"\be-?mail\b|\brecipient\b"), ("url", r"\burl\b|\blink\b"), ("domain", r"\bdomain\b"),
+               ("city", r"\bcity\b|\btown\b"), ("country", r"\bcountry\b"), ("language", r"\blanguage\b"),
+               ("currency", r"\bcurrency\b"), ("symbol", r"\bticker\b|\bstock symbol\b"), ("days", r"number of days"),
+               ("date", r"\bdate\b|yyyy|\btimestamp\b"), ("year", r"\byear\b"),
+               ("text", r"\btext\b|\bsentence\b|\bmessage\b"),
+               ("format", r"\bformat\b"), ("search", r"\bsearch\b|\bquery\b|\bkeywords?\b"))
+
+
+def _desc_kind(desc: str, words: int = 5) -> str:
+    """The kind the start of a description names ('City name' -> city), '' if none."""
+    head = " ".join(desc.split()[:words])
+    return next((kind for kind, pat in _DESC_KINDS if re.search(pat, head)), "")
+
+
+def _kind(spec: _Spec) -> str:
+    """A parameter's kind from its name (then, for generic names, its description and type); '' when none fits."""
+    t, head, j, d, pt = set(spec.tokens), spec.head, spec.joined, spec.desc, spec.ptype
+    if pt == "BOOLEAN":
+        return "bool"
+    if j in ("q", "s", "query", "term", "input", "value", "search", "keyword", "to", "from", "target", "source",
+             "convert"):
+        k = _desc_kind(d)
+        if k and not (k == "search" and j not in ("q", "s", "query", "term", "search", "keyword")):
+            return k
+    if (j in ("username", "user", "login", "screenname", "handle", "author", "owner", "nickname") or head == "username"
+            or ("user" in t and head in ("name", "handle", "login")) or j.endswith("username")):
+        return "id" if re.search(r"\bid\b|identifier", d) or pt == "NUMBER" else "username"
+    if head in ("password", "pass", "pwd", "passwd"):
+        return "password"
+    if "email" in t or head in ("mail", "emails") or j in ("recipient", "sender") or (
+            head == "address" and re.search(r"\be-?mail\b", d)):
+        return "email"
+    if head in ("lat", "latitude") or j in ("lat", "latitude"):
+        return "lat"
+    if head in ("lon", "lng", "long", "longitude") or j in ("lon", "lng", "longitude"):
+        return "lon"
+    if pt == "GEOPOINT" or j in ("latlng", "latlon", "coordinates", "coords", "northeast", "southwest"):
+        return "geopoint"
+    if head in ("url", "uri", "link", "href", "website", "permalink", "urls") or "url" in t:
+        return "url"
+    if head in ("domain", "hostname", "host", "domains"):
+        return "domain"
+    if head == "ip" or j in ("ipaddress", "ipaddr"):
+        return "ip"
+    if t & {"phone", "mobile", "msisdn", "tel", "telephone", "whatsapp"}:
+        return "phone"
+    if head in ("barcode", "ean", "upc", "gtin") or re.match(r"(bar ?code|ean|upc)\b", d):
+        return "barcode"
+    if head in _ID_HEADS or (head.endswith("id") and len(head) > 3 and head not in ("paid", "valid", "android", "grid")):
+        return "id"
+    if "storage" in t:
+        return "storage"
+    if t & {"currency", "currencies"} or j in ("basecode", "basecurrency") or (
+            j in ("base", "quote", "from", "to", "source", "target", "symbols", "have", "want") and "currenc" in d):
+        return "currency"
+    if t & {"coin", "crypto", "cryptocurrency", "coins"}:
+        return "coin"
+    if t & {"symbol", "symbols", "ticker", "tickers", "stock"}:
+        return "symbol"
+    if t & {"iata", "airport", "airports"} or (
+            (_direction(spec) or head == "code") and re.search(r"airport|\biata\b", d)):
+        return "airport"
+    if "flight" in t and head in ("flight", "number", "no", "code", "num", "iata"):
+        return "flight"
+    if t & {"lang", "language", "languages", "locale", "hl", "lg"} or (
+            j in ("target", "source", "to", "from", "tl", "sl") and "language" in d):
+        return "language"
+    if t & {"country", "countries", "nation", "gl", "market"} or (head == "region" and "country" in d):
+        return "country"
+    if t & {"city", "cities", "town", "location", "loc", "place", "destination", "where", "near"}:
+        return "city"
+    if t & {"address", "street"}:
+        return "address"
+    if t & {"zip", "zipcode", "postal", "postcode", "pincode", "postalcode"}:
+        return "zip"
+    if j in ("state", "statecode", "province"):
+        return "state"
+    if t & {"timezone", "tz"}:
+        return "timezone"
+    if pt == "DATE" or t & {"date", "dates", "checkin", "checkout", "dob", "birthday", "birthdate", "datetime",
+                            "since", "until"} or head in ("time", "timestamp", "ts") or \
+            (j in ("from", "to", "start", "end", "before", "after") and re.search(r"date|time|yyyy|timestamp", d)):
+        return "date"
+    if t & {"year", "years", "yr"} or (j == "y" and "year" in d) or (head == "season" and pt == "NUMBER"):
+        return "year"
+    if "month" in t:
+        return "month"
+    if head in ("interval", "resolution", "granularity", "timeframe", "frequency") and pt != "NUMBER":
+        return "interval"
+    if "iata" in j and "airline" in j:
+        return "airline"
+    if "iata" in j:
+        return "airport"
+    if re.search(r"(date|datetime)$", j) and len(j) > 4:
+        return "date"
+    if head in ("page", "pageno", "pagenumber", "pagenum", "pg") or j in ("page", "pagenumber", "pageno") or \
+            (j == "number" and "page" in d):
+        return "page"
+    if t & _LIMIT and re.search(r"number of days|\bdays\b", d):
+        return "days"
+    if pt in ("NUMBER", "STRING") and (t & _LIMIT or j in ("perpage", "pagesize", "maxresults")) and \
+            not (pt == "STRING" and not re.search(r"number|count|amount|limit|items|results|max", d + " " + j)) and \
+            not t & {"price", "amount", "salary", "budget"}:
+        return "limit"
+    if t & {"offset", "skip"} or (j in ("start", "from", "startindex") and pt == "NUMBER"):
+        return "offset"
+    if head in ("path", "filepath", "srcpath", "destpath", "file", "files"):
+        return "path"
+    if head in ("filename", "fname") or (head == "name" and (t & {"file", "document", "doc"} or (
+            len(t) == 1 and re.search(r"\bfile(name)?\b|\bdocument\b", d)))):
+        return "filename"
+    if head == "name" and len(t) == 1 and re.search(r"\bstorage\b", d):
+        return "storage"
+    if head in ("folder", "dir", "directory", "foldername", "dirname") or (head == "name" and t & {"folder", "dir"}):
+        return "folder"
+    if head in ("name", "title", "names", "fullname", "firstname", "lastname", "surname") or j in ("first", "last"):
+        return "name"
+    if head in ("text", "message", "msg", "body", "content", "sentence", "comment", "review", "prompt", "input",
+                "paragraph", "caption", "tweet", "texts", "description", "summary"):
+        return "text"
+    if t & {"subject", "headline"}:
+        return "subject"
+    if j in ("q", "s") and re.search(r"\btext\b|sentence|message", d) and not re.search(r"search|query", d):
+        return "text"
+    if j in ("q", "s", "search", "query") and (re.search(r"\bdomain\b", d) or re.fullmatch(
+            r"[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|org|net|io|co|de|uk|fr)", str(spec.default or ""))):
+        return "domain"
+    if j in ("q", "s", "kw", "search", "searchvalue", "searchterm", "searchquery") or t & {
+            "query", "keyword", "keywords", "term", "terms", "phrase"} or head == "search":
+        return "search"
+    if t & {"genre", "genres", "category", "categories", "cat", "tag", "tags", "topic", "topics", "interest", "niche",
+            "industry"}:
+        return "category"
+    if t & {"sort", "sortby", "orderby", "sortfield"} and not t & {"order", "direction", "dir"}:
+        return "sort"
+    if t & {"order", "direction", "dir", "sortorder", "sortdir"} and (re.search(r"\basc|\bdesc", d) or "sort" in t or
+                                                                        j in ("order", "direction", "dir")):
+        return "order"
+    if t & {"format", "fmt", "output"}:
+        return "format"
+    if t & {"unit", "units", "measurement"}:
+        return "units"
+    if t & {"color", "colour"}:
+        return "color"
+    if t & {"gender", "sex"}:
+        return "gender"
+    if t & {"status"}:
+        return "status"
+    if t & {"price", "amount", "budget", "salary", "cost", "fee"}:
+        return "money"
+    if t & _COUNT_NOUNS:
+        return "count"
+    if t & {"radius", "distance", "km", "miles"}:
+        return "radius"
+    if "age" in t:
+        return "age"
+    if t & {"days", "hours", "weeks", "duration", "period"}:
+        return "days"
+    if t & {"zoom", "resolution", "level", "depth", "precision", "index"} and pt == "NUMBER":
+        return "level"
+    if head in ("round", "week", "episode", "chapter", "volume", "verse", "step", "matchday", "gameweek", "stage",
+                "season", "number", "no", "num", "edition", "part") or (head.endswith("number") and len(head) > 6):
+        return "ordinal"
+    if t & _SECRET:
+        return "secret"
+    # nothing in the name: read the start of the description (the whole of it for generic names)
+    if len(j) <= 3 or head in ("value", "param", "input", "string", "data", "item", "v", "code", "type", "key"):
+        return _desc_kind(d, 40)
+    return _desc_kind(d, 4)
+
+
+def _entity(spec: _Spec) -> str:
+    """What an id/name parameter names (``tournamentId`` -> 'tournament'), '' for a bare ``id``."""
+    last = spec.head
+    keep = spec.tokens if last not in _ID_HEADS and not last.endswith("id") else spec.tokens[:-1]
+    toks = [t for t in keep if t not in ("get", "the", "by", "api", "src", "dest")]
+    if not toks and spec.head.endswith("id") and len(spec.head) > 3 and spec.head not in _ID_HEADS:
+        toks = [spec.head[:-2]]
+    return " ".join(toks)
+
+
+def _rand_alnum(rng: random.Random, n: int, alphabet: str) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _gen_id(spec: _Spec, ctx: _Ctx, rng: random.Random) -> Any:
+    """An id shaped like the domain's ids (Spotify/YouTube/IMDb/ASIN/ISBN/UUID, small demo ids, numeric ids)."""
+    ent = _entity(spec)
+    words = ctx.words | set(ent.split())
+    if spec.head == "uuid" or spec.head == "guid" or "uuid" in spec.desc:
+        h = "%032x" % rng.getrandbits(128)
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+    if spec.head == "asin" or "asin" in spec.desc:
+        return "B0" + _rand_alnum(rng, 8, "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ")
+    if spec.head == "isbn" or "isbn" in spec.desc:
+        return "978" + _rand_alnum(rng, 10, "0123456789")
+    if spec.head in ("tconst", "imdbid") or "imdb" in words:
+        return "tt" + _rand_alnum(rng, 7, "0123456789")
+    if spec.head == "slug":
+        if "chain" in words:
+            return rng.choice(["ethereum", "polygon", "arbitrum", "bsc"])
+        return re.sub(r"[^a-z0-9]+", "-", rng.choice(ctx.topic()[3] + ctx.topic()[2]).lower()).strip("-")
+    if spec.ptype == "NUMBER":
+        if words & {"pet", "order", "post", "comment", "todo", "category", "tag", "item", "cart", "sport", "bot",
+                    "client", "store"} or "demo" in ctx.text:
+            return rng.randint(1, 20)
+        if words & {"tournament", "league", "season", "competition", "stage"}:
+            return rng.randint(1, 500)
+        return rng.randint(10_000, 9_999_999)
+    if words & {"spotify", "track", "artist", "album", "playlist", "episode", "podcast"} and "music" in ctx.text:
+        return _rand_alnum(rng, 22, _B62)
+    if words & {"youtube", "video"} and "video" in (ent + " " + spec.desc + " " + ctx.text):
+        return _rand_alnum(rng, 11, _B62 + "_-")
+    if words & {"coin", "crypto"}:
+        return rng.choice(_COIN_IDS)
+    if rng.random() < 0.6:
+        return str(rng.randint(10_000, 99_999_999))
+    return _rand_alnum(rng, 8, "0123456789abcdef")
+
+
+def _date_format(spec: _Spec) -> str:
+    d = spec.desc + " " + spec.raw_desc
+    dflt = str(spec.default or "").strip()
+    if re.fullmatch(r"\d{10}|\d{13}", dflt):
+        return "epoch"
+    m = re.fullmatch(r"(\d{1,2})([/.-])(\d{1,2})\2\d{4}", dflt)
+    if m:
+        first_day = int(m.group(1)) > 12 or int(m.group(3)) <= 12
+        return ("%d{0}%m{0}%Y" if first_day else "%m{0}%d{0}%Y").format(m.group(2))
+    for pat, fmt in ((r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", "%Y-%m-%dT%H:%M:%S"),
+                     (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", "%Y-%m-%dT%H:%M"),
+                     (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "%Y-%m-%d %H:%M:%S"), (r"\d{4}-\d{2}-\d{2}", "%Y-%m-%d"),
+                     (r"\d{8}", "%Y%m%d"), (r"\d{4}/\d{2}/\d{2}", "%Y/%m/%d"), (r"\d{4}-\d{2}", "%Y-%m")):
+        if re.fullmatch(pat, dflt):
+            return fmt
+    if re.search(r"unix|epoch|timestamp|milliseconds|seconds since", d) or spec.head in ("timestamp", "ts"):
+        return "epoch"
+    if re.search(r"yyyy-mm-dd'?t'?hh|iso ?8601|datetime|date-time", d, re.I) or "datetime" in spec.tokens:
+        return "%Y-%m-%dT%H:%M"
+    for pat, fmt in ((r"dd/mm/yyyy", "%d/%m/%Y"), (r"mm/dd/yyyy", "%m/%d/%Y"), (r"dd-mm-yyyy", "%d-%m-%Y"),
+                     (r"mm-dd-yyyy", "%m-%d-%Y"), (r"yyyy/mm/dd", "%Y/%m/%d"), (r"yyyymmdd", "%Y%m%d"),
+                     (r"dd\.mm\.yyyy", "%d.%m.%Y")):
+        if re.search(pat, d, re.I):
+            return fmt
+    if spec.head == "time" and "date" not in spec.tokens:
+        return "%H:%M"
+    return "%Y-%m-%d"
+
+
+def _gen_date(spec: _Spec, ctx: _Ctx, rng: random.Random) -> Any:
+    if "base_date" not in ctx.shared:
+        ctx.shared["base_date"] = dt.datetime(2024, 1, 1, 9, 0) + dt.timedelta(days=rng.randrange(700),
+                                                                               hours=rng.randrange(10))
+    when = ctx.shared["base_date"]
+    direction = _direction(spec)
+    if direction == "end":
+        when = when + dt.timedelta(days=ctx.shared.setdefault("span_days", rng.choice([2, 3, 5, 7, 14, 30])))
+    if {"dob", "birthday", "birthdate"} & set(spec.tokens):
+        when = dt.datetime(1975 + rng.randrange(30), 1 + rng.randrange(12), 1 + rng.randrange(28))
+    fmt = _date_format(spec)
+    if fmt == "epoch":
+        return int(when.replace(tzinfo=dt.timezone.utc).timestamp())
+    return when.strftime(fmt)
+
+
+def _gen_number(kind: str, spec: _Spec, ctx: _Ctx, rng: random.Random) -> Any:
+    direction = _direction(spec)
+    if kind == "page":
+        return rng.choice([1, 1, 2, 3])
+    if kind == "ordinal":
+        return rng.randint(1, 12)
+    if kind == "limit":
+        return rng.choice([5, 10, 20, 25, 50])
+    if kind == "offset":
+        return rng.choice([0, 0, 10, 20, 50])
+    if kind == "year":
+        base = ctx.shared.setdefault("year", rng.randint(2015, 2024))
+        return base - 3 if direction == "start" and spec.has("start", "from", "min") else base
+    if kind == "month":
+        return rng.randint(1, 12)
+    if kind == "money":
+        big = ctx.topic()[0] in ("realestate",) or "salary" in spec.tokens
+        lo, hi = ([100_000, 200_000, 250_000], [400_000, 600_000, 900_000]) if big else ([10, 20, 50], [100, 200, 500])
+        return rng.choice(lo if direction == "start" else hi)
+    if kind == "count":
+        lo = 2 if direction == "end" else 1
+        return rng.randint(lo, lo + 2) if not spec.has("rating", "stars") else rng.choice([3, 4, 5])
+    if kind == "radius":
+        return rng.choice([1, 5, 10, 25])
+    if kind == "age":
+        return rng.choice([18, 25, 32, 45, 60])
+    if kind == "days":
+        return rng.choice([1, 3, 5, 7])
+    if kind == "level":
+        return rng.choice([8, 10, 12, 13]) if spec.has("zoom", "resolution") else rng.choice([1, 2, 3])
+    return rng.choice([1, 2, 3, 5, 10])
+
+
+def _gen_name(spec: _Spec, ctx: _Ctx, rng: random.Random) -> Any:
+    t, d = set(spec.tokens), spec.desc
+    topic = ctx.topic()
+    if t & {"first", "firstname", "given"}:
+        return rng.choice(_FIRST)
+    if t & {"last", "lastname", "surname", "family"}:
+        return rng.choice(_LAST)
+    mods = t - {"name", "title", "names", "full", "display"}
+    if mods & {"city", "town"} or (not mods and re.search(r"\bcity\b", d + " " + ctx.text)):
+        return rng.choice(CITIES)
+    if mods & {"country"} or (not mods and re.search(r"\bcountry\b", d)):
+        return rng.choice(_COUNTRIES)
+    if mods & {"team", "club"}:
+        return rng.choice(_TEAMS)
+    if mods & {"company", "business", "organization", "org", "brand", "store", "shop", "merchant"}:
+        return rng.choice(_COMPANIES)
+    if mods & {"player", "artist", "person", "author", "singer", "actor", "driver", "customer", "contact", "full",
+               "given", "owner", "from", "sender", "recipient", "user", "display"} or \
+            re.search(r"\b(person|people|player|artist)\b", d):
+        return rng.choice(topic[3] if topic[0] in ("music",) else _PEOPLE)
+    if mods & {"product", "item"}:
+        return rng.choice(_PRODUCTS)
+    if mods & {"song", "track", "album", "movie", "film", "show", "book", "series", "game"} or \
+            (not mods and topic[0] in ("music", "movies", "books", "sports", "shopping", "finance", "food", "maps")):
+        return rng.choice(topic[3])
+    if mods:
+        return "my-" + "-".join(sorted(mods, key=spec.tokens.index))  # neutral, derived from the name
+    return rng.choice(topic[3])
+
+
+def _generate(kind: str, spec: _Spec, ctx: _Ctx, rng: random.Random) -> Any:
+    """A realistic raw value of ``kind`` (coerced to the declared type by the caller)."""
+    direction = _direction(spec)
+    topic = ctx.topic()
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "username":
+        return rng.choice(USERNAMES)
+    if kind == "password":
+        return rng.choice(_PASSWORDS)
+    if kind == "email":
+        return rng.choice(_EMAILS)
+    if kind in ("lat", "lon"):
+        city = ctx.pick("city", rng, _CITIES)
+        return city[1] if kind == "lat" else city[2]
+    if kind == "geopoint":
+        city = ctx.pick("city", rng, _CITIES)
+        return f"{city[1]},{city[2]}"
+    if kind == "url":
+        words = ctx.words | set(spec.tokens)
+        if words & {"image", "photo", "picture", "img", "logo"}:
+            return rng.choice(_IMAGE_URLS)
+        if words & {"video", "youtube", "tiktok"}:
+            return rng.choice(_VIDEO_URLS)
+        if topic[0] == "shopping":
+            return rng.choice(_PRODUCT_URLS)
+        return rng.choice(_URLS)
+    if kind == "domain":
+        return rng.choice(_DOMAINS)
+    if kind == "ip":
+        return rng.choice(_IPS)
+    if kind == "phone":
+        return rng.choice(_PHONES)
+    if kind == "id":
+        return _gen_id(spec, ctx, rng)
+    if kind == "storage":
+        return rng.choice(_STORAGES)
+    if kind == "currency":
+        return ctx.pick_pair("currency", rng, _CURRENCIES, direction == "end") if direction else rng.choice(_CURRENCIES)
+    if kind == "coin":
+        return rng.choice(_COIN_IDS if spec.has("id", "slug", "name") else _COINS)
+    if kind == "symbol":
+        api_text = str(ctx.shared.get("api_text", ctx.text))
+        return rng.choice(_COINS if re.search(r"crypto|coin", api_text) else _TICKERS)
+    if kind == "airport":
+        return ctx.pick_pair("airport", rng, _AIRPORTS, direction == "end") if direction else rng.choice(_AIRPORTS)
+    if kind == "flight":
+        return rng.choice(_FLIGHTS)
+    if kind == "airline":
+        return rng.choice(["BA", "LH", "AF", "DL", "UA", "EK"])
+    if kind == "barcode":
+        return "".join(rng.choice("0123456789") for _ in range(12))
+    if kind == "interval":
+        style = str(spec.default or "")
+        if re.fullmatch(r"\d+min", style):
+            return rng.choice(["1min", "5min", "15min", "30min", "1h", "1day"])
+        if re.fullmatch(r"\d+[mhdw]", style):
+            return rng.choice(["1m", "5m", "15m", "1h", "4h", "1d"])
+        return rng.choice(["1h", "1day", "1week"] if not re.search(r"daily|weekly", spec.desc) else ["daily", "weekly"])
+    if kind == "language":
+        pool = _LOCALES if ("locale" in spec.tokens or re.search(r"[a-z]{2}-[A-Z]{2}", spec.raw_desc)) else _LANGS
+        return ctx.pick_pair("language", rng, pool, direction == "end") if direction else rng.choice(pool)
+    if kind == "country":
+        if "name" in spec.tokens or "country name" in spec.desc or "full name" in spec.desc:
+            return rng.choice(_COUNTRIES)
+        return rng.choice(_COUNTRY_CODES)
+    if kind == "city":
+        return ctx.pick("city", rng, CITIES)
+    if kind == "address":
+        return rng.choice(_ADDRESSES)
+    if kind == "zip":
+        return rng.choice(_ZIPS)
+    if kind == "state":
+        return rng.choice(_STATES)
+    if kind == "timezone":
+        return rng.choice(_TIMEZONES)
+    if kind == "date":
+        return _gen_date(spec, ctx, rng)
+    if kind in ("year", "month", "page", "limit", "offset", "money", "count", "radius", "age", "days", "level",
+                "ordinal"):
+        v = _gen_number(kind, spec, ctx, rng)
+        if kind == "month" and spec.ptype != "NUMBER":
+            return f"{ctx.shared.get('year', 2024)}-{v:02d}"
+        return v
+    if kind in ("path", "filename"):
+        ext = _file_ext(spec, ctx)
+        if kind == "path" and (spec.has("folder", "dir", "directory") or re.search(r"\bfolder path\b", spec.desc)):
+            return rng.choice(_FOLDERS)
+        if kind == "path" and re.search(r"\b(url|http|web ?page|site)\b", spec.desc):
+            return rng.choice(["/news/technology", "/blog/", "/signup/", "/pricing"])
+        v = rng.choice(_FILE_PATHS if kind == "path" else _FILE_NAMES)
+        return re.sub(r"\.\w+$", "." + ext, v) if ext else v
+    if kind == "folder":
+        return rng.choice(_FOLDERS)
+    if kind == "name":
+        return _gen_name(spec, ctx, rng)
+    if kind == "text":
+        return rng.choice(_TEXTS)
+    if kind == "subject":
+        return rng.choice(_SUBJECTS)
+    if kind == "search":
+        return rng.choice(topic[2])
+    if kind == "category":
+        return rng.choice(topic[4])
+    if kind == "sort":
+        return rng.choice(_SORT_FIELDS)
+    if kind == "order":
+        return rng.choice(["asc", "desc"])
+    if kind == "format":
+        if re.search(r"subtitle|srt|lrc", spec.desc + " " + ctx.text):
+            return rng.choice(["srt", "vtt"])
+        if re.search(r"image|png|jpg", spec.desc + " " + ctx.text):
+            return rng.choice(["png", "jpg"])
+        return rng.choice(_FORMATS)
+    if kind == "units":
+        return rng.choice(["metric", "imperial"])
+    if kind == "color":
+        return rng.choice(["red", "blue", "black", "green"])
+    if kind == "gender":
+        return rng.choice(["male", "female"])
+    if kind == "status":
+        return rng.choice(_STATUSES)
+    if kind == "secret":
+        if spec.has("callback", "jsonp"):
+            return "handleResponse"
+        return _rand_alnum(rng, 24, "0123456789abcdef")
+    return None
+
+
+_EXTS = ("pdf", "epub", "docx", "doc", "xlsx", "xls", "csv", "pptx", "png", "jpg", "jpeg", "svg", "html", "txt", "vsdx",
+         "mpp", "msg", "eml", "tiff", "bmp", "gif", "xml", "json", "md", "odt", "rtf", "mobi", "tex", "xps", "zip",
+         "mp3", "mp4", "wav", "dwg", "psd", "one", "ods")
+
+
+def _file_ext(spec: _Spec, ctx: _Ctx) -> str:
+    """The file type the API works on ('GetEpubInStorageToPdf' -> 'epub'), '' when none is named."""
+    for text in (spec.desc, ctx.shared.get("api_name", ""), ctx.text):
+        hits = [(m.start(), m.group(1)) for m in re.finditer(rf"\b({'|'.join(_EXTS)})\b", text)]
+        if hits:
+            return min(hits)[1]
+    if re.search(r"\b(image|photo|picture)", str(ctx.shared.get("api_name", "")) + " " + spec.desc):
+        return "png"
+    return ""
+
+
+def _neutral(spec: _Spec, ctx: _Ctx, rng: random.Random) -> Any:
+    """A value for a parameter nothing else fits: typed, derived from its name, never a value of another kind."""
+    if spec.ptype == "NUMBER":
+        return rng.choice([1, 2, 3, 5, 10])
+    if spec.ptype == "BOOLEAN":
+        return rng.random() < 0.5
+    words = [w for w in spec.tokens if w not in ("get", "the", "api")] or ["item"]
+    return "my-" + "-".join(words) if len(words) <= 3 else "-".join(words[-3:])
+
+
+def _neutral_type(spec: _Spec) -> str:
+    return spec.ptype if spec.ptype in ("NUMBER", "BOOLEAN") else "STRING"
+
+
+def _shape(v: Any) -> str:
+    """A coarse shape of a value, to keep generated values like the documented ones (an id stays numeric...)."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "num"
+    s = str(v)
+    if re.fullmatch(r"[+-]?\d+(\.\d+)?", s):
+        return "num"
+    if "@" in s:
+        return "email"
+    if re.match(r"https?://|www\.", s):
+        return "url"
+    if re.fullmatch(r"\d{4}-\d{2}(-\d{2})?.*|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{8}", s):
+        return "date"
+    if s.startswith("/"):
+        return "path"
+    if re.fullmatch(r"[^,\s]+(,\s*[^,\s]+)+", s):
+        return "list"
+    if re.fullmatch(r"[A-Z0-9]{1,6}|[a-z]{2,3}([-_][A-Za-z]{2,4})?", s):
+        return "code"
+    if re.fullmatch(r"[A-Za-z][A-Za-z'&.]*( [A-Za-z0-9'&.,-]+)*", s) and "." not in s.split()[-1][:-1]:
+        return "text"
+    if re.fullmatch(r"[\w-]+(\.[\w-]+)+", s):
+        return "dotted"
+    return "token"
+
+
+def _like(value: Any, rng: random.Random) -> Any:
+    """A new id shaped like a documented one: each digit/letter replaced by a random one of its class."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        n = len(str(abs(value)))
+        return rng.randint(10 ** (n - 1) if n > 1 else 1, 10 ** n - 1)
+    if not isinstance(value, str):
+        return value
+    out = []
+    hexa = re.fullmatch(r"[0-9a-f-]+", value) is not None
+    for ch in value:
+        if hexa and ch.isalnum():
+            out.append(rng.choice("0123456789abcdef"))
+        elif ch.isdigit():
+            out.append(rng.choice("0123456789"))
+        elif "a" <= ch <= "z":
+            out.append(rng.choice("abcdefghijklmnopqrstuvwxyz"))
+        elif "A" <= ch <= "Z":
+            out.append(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_NEVER_OPTIONAL = {"secret"}  # auth tokens, callbacks, cursors...: a user never states them
+DOC_SHARE = 0.7  # how often a documented value is used when there is one (official ground truths: about 60%)
+OPTIONAL_SHARE = 0.3  # how often a fillable optional parameter is stated
+
+
+def _api_text(api: Api | None) -> str:
+    return f"{api.description} {humanize(api.name)}".lower() if api is not None else ""
+
+
+def _context_kind(spec: _Spec, api_text: str) -> str:
+    """The kind of a bare ``from``/``to``/``source``/``target`` parameter from what its API does."""
+    kind = _kind(spec)
+    if kind or not _direction(spec) or len(spec.tokens) != 1:
+        return kind
+    for k, pat in (("currency", r"currenc|exchange rate|convert"), ("airport", r"flight|airport"),
+                   ("language", r"translat|language"), ("date", r"\bdates?\b|period|range|history|historical")):
+        if re.search(pat, api_text):
+            return k
+    return ""
+
+
+def _choose(param: dict[str, Any], ctx: _Ctx, rng: random.Random, required: bool) -> tuple[bool, Any]:
+    """(filled?, value) for one parameter: documented values first, then listed options, then a generator."""
+    spec = _spec(param)
+    doc, opts = _doc_values(spec), _options(spec)
+    kind = _context_kind(spec, str(ctx.shared.get("api_text", ctx.text)))
+    if not required:
+        if kind in _NEVER_OPTIONAL or not (doc or opts or kind):
+            return False, None
+        if rng.random() >= OPTIONAL_SHARE:
+            return False, None
+    group = {"lat": "coords", "lon": "coords", "geopoint": "coords"}.get(kind, spec.name)
+    if _direction(spec) and kind in ("date", "currency", "airport", "language", "year", "money", "count"):
+        group = f"pair:{kind}"  # both ends of a range documented, or both generated (an end after its start)
+    draw = ctx.shared.setdefault(f"draw:{group}", rng.random())  # lat and lon both documented, or both generated
+    if doc and draw < DOC_SHARE:
+        return True, rng.choice(doc)
+    if opts:
+        return True, rng.choice(opts)
+    if kind:
+        if doc and kind == "id" and any(ch.isdigit() for ch in str(doc[0])):
+            v = _coerce(_like(rng.choice(doc), rng), spec.ptype)
+        else:
+            v = _coerce(_generate(kind, spec, ctx, rng), spec.ptype)
+        if v is not None and (not doc or _shape(v) == _shape(doc[0]) or kind in ("lat", "lon", "date", "year")):
+            return True, v
+    if doc:
+        return True, rng.choice(doc)
+    return True, _coerce(_neutral(spec, ctx, rng), _neutral_type(spec))
 
 
 def _pool_for(param: dict[str, Any]) -> tuple[str, list[Any]]:
-    """(a provider-neutral label, candidate values) for a parameter, from its name, description and type."""
-    name = str(param.get("name", "")).lower()
-    desc = str(param.get("description", "")).lower()
-    ptype = str(param.get("type", "")).upper()
-    words = set(re.split(r"[^a-z]+", name)) | set(re.split(r"[^a-z]+", desc))
-    label = ""
-    for lab, keys, pool in _POOLS:
-        if any(k in words or name == k or name.endswith(k) for k in keys):
-            if ptype == "NUMBER" and not all(isinstance(v, (int, float)) for v in pool):
-                continue
-            label = lab
-            if ptype not in ("BOOLEAN", "ENUM") and not ptype.startswith("DATE"):
-                return lab, pool
-            break
-    label = label or (humanize(name) if len(name) > 2 else "value")
-    if ptype == "BOOLEAN":
-        return label, [True, False]
-    if ptype == "ENUM":
-        opts = [o.strip() for o in re.split(r"\||,", desc) if 0 < len(o.strip()) < 20]
-        if len(opts) >= 2:
-            return label, opts
-    if ptype.startswith("DATE"):
-        return "date", ["2024-05-01", "2024-06-15", "2024-09-30"]
-    return label, ([3, 5, 10] if ptype == "NUMBER" else ["example"])
+    """(a provider-neutral label, candidate values in order of preference) for a parameter: documented values,
+    listed options, then a few generated ones (all of the parameter's type)."""
+    spec = _spec(param)
+    kind = _kind(spec)
+    values: list[Any] = []
+    for v in _doc_values(spec) + _options(spec):
+        if v not in values:
+            values.append(v)
+    rng = random.Random(f"values:{spec.name}:{spec.ptype}:{spec.desc}")
+    for _ in range(4 if kind else 0):
+        v = _coerce(_generate(kind, spec, _Ctx(), rng), spec.ptype)
+        if v is not None and v not in values:
+            values.append(v)
+    if not values:
+        values.append(_coerce(_neutral(spec, _Ctx(), rng), _neutral_type(spec)))
+    return _label(spec, kind), values
 
 
 def _values_for(param: dict[str, Any]) -> list[Any]:
     return _pool_for(param)[1]
 
 
+_LABELS = {"username": "user name", "email": "email address", "lat": "latitude", "lon": "longitude",
+           "geopoint": "coordinates", "url": "URL", "ip": "IP address", "phone": "phone number", "storage": "storage",
+           "currency": "currency", "coin": "coin", "symbol": "symbol", "airport": "airport", "flight": "flight",
+           "language": "language", "country": "country", "city": "city", "address": "address", "zip": "postal code",
+           "timezone": "time zone", "date": "date", "barcode": "barcode", "airline": "airline", "interval": "interval",
+           "year": "year", "month": "month", "page": "page",
+           "limit": "number of results", "offset": "offset", "path": "path", "filename": "file name",
+           "folder": "folder", "text": "text", "subject": "subject", "search": "search term", "sort": "sort field",
+           "order": "sort order", "format": "format", "units": "units", "password": "password", "domain": "domain"}
+
+
+def _label(spec: _Spec, kind: str) -> str:
+    if kind in _LABELS:
+        return _LABELS[kind]
+    words = " ".join(t for t in spec.tokens if t not in ("get", "api"))
+    if kind == "id":
+        return f"{_entity(spec)} ID".strip()
+    return words if len(spec.joined) > 2 and words else "option"
+
+
 def param_label(param: dict[str, Any]) -> str:
     """How an instruction names a parameter without using the provider's parameter name."""
-    return _pool_for(param)[0]
+    spec = _spec(param)
+    return _label(spec, _kind(spec))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Phrasing
+
+_VERBS = {"returns": "get", "return": "get", "gets": "get", "get": "get", "retrieves": "retrieve", "lists": "list",
+          "searches": "search", "finds": "find", "translates": "translate", "detects": "detect", "analyses": "analyse",
+          "analyzes": "analyze", "checks": "check", "verifies": "verify", "validates": "validate", "sends": "send",
+          "converts": "convert", "counts": "count", "creates": "create", "fetches": "fetch", "provides": "get",
+          "looks": "look", "tracks": "track", "calculates": "calculate", "generates": "generate", "shows": "show",
+          "extracts": "extract", "deletes": "delete", "updates": "update", "downloads": "download", "uploads": "upload",
+          "gives": "get", "displays": "show", "queries": "query", "retrieve": "retrieve", "obtains": "get",
+          "grabs": "get", "pulls": "get", "scrapes": "scrape", "collects": "collect", "gathers": "gather",
+          "cancels": "cancel", "adds": "add", "removes": "remove", "starts": "start", "stops": "stop", "logs": "log",
+          "allows": "", "lets": "", "helps": ""}
+_BASE_VERBS = set(_VERBS.values()) - {""} | {
+    "add", "book", "cancel", "compute", "delete", "download", "edit", "estimate", "find", "log", "login", "logout",
+    "lookup", "make", "post", "predict", "query", "read", "register", "remove", "reverse", "schedule", "set", "start",
+    "stop", "submit", "subscribe", "summarize", "upload", "write", "measure", "rank", "recommend", "fetch", "look",
+    "obtain", "return", "receive", "perform", "run", "view", "display", "load", "save", "parse", "scrape", "transcribe",
+    "check", "convert", "detect", "translate", "verify", "validate", "send", "track", "list", "search", "create",
+    "update", "generate", "calculate", "analyze", "analyse", "extract", "copy", "move", "rename", "create", "share",
+    "follow", "like", "buy", "order", "pay", "play", "stream", "resize", "crop", "compress", "encode", "decode",
+    "shorten", "geocode", "classify", "identify", "recognize", "count", "compare", "explore", "browse", "discover"}
+_GET_VERBS = {"get", "retrieve", "fetch", "obtain", "list", "show", "display", "view", "return", "receive"}
+_FIND_VERBS = {"search", "find", "lookup", "discover", "explore", "browse"}
+_LEAD = re.compile(r"^(used for|this (endpoint|api|method|function|route|service|resource|call|operation|tool)"
+                   r"( will| allows you to| lets you| is used to| can| helps you| helps to| enables you to)?|"
+                   r"use this (endpoint |api |resource )?to|an? (endpoint|api|method|route) (that|to|for)|"
+                   r"(endpoint|api|method|route) (that|to|for)|used to|allows (you|users) to|you can|here you can|"
+                   r"(?:allows|lets|enables|helps)(?: you| users| developers| me)?(?: to)?|"
+                   r"please,?|simply|to|it)\s+", re.I)
+_TRAIL = re.compile(r"\s+(and|or|of|from|for|with|to|in|on|by|the|a|an|using|based|via|that|which|as|at)$", re.I)
+_META = re.compile(r"\b(api|apis|endpoint|endpoints|request|response|json|parameter|parameters|param|query params?)\b",
+                   re.I)
+_ACT_KEEP = 110
+_DEV_VERBS = {"enter", "provide", "input", "pass", "specify", "type", "insert", "call", "make", "test", "hit", "is",
+              "are", "was", "were", "has", "have", "will", "can", "does", "do", "should", "must", "may", "note"}
+
+
+def _strip_provider(text: str, tool: str, base: bool = True) -> str:
+    """``text`` without the provider's (tool's) name, e.g. 'Get a random fortune from the Fortune Cookie API' ->
+    'Get a random fortune' (with ``base``, also without the name less a suffix such as 'API', 'Data' or '_v2')."""
+    names = {tool.strip()}
+    short = re.sub(r"(?i)[\s_-]*(v\d+|api|data|service)$", "", tool.strip()).strip()
+    if base and len(short) >= 3:
+        names.add(short)
+    for name in sorted((n for n in names if len(n) >= 3 or (len(n) == 2 and n.isalpha())), key=lambda n: (-len(n), n)):
+        pat = re.escape(name)
+        text = re.sub(rf"\s+(?:from|on|in|using|via|with|through|at|by|for)\s+(?:the\s+)?{pat}"
+                      rf"(?:\.(?:com|io|net|org|co|de|ai|app))?(?:'s)?"
+                      rf"(?:\s+(?:api|service|platform|database|website|app|site|servers?))?(?=$|[\s,.;:!?])", "",
+                      text, flags=re.I)
+        text = re.sub(rf"(?<![\w]){pat}(?:\.(?:com|io|net|org|co|de|ai|app))?(?:'s)?"
+                      rf"(?:\s+(?:api|service|platform|servers?))?(?![\w])\s*", "", text, flags=re.I)
+    text = re.sub(r"\b(the|a|an)\s+(the|a|an)\b", r"\1", text, flags=re.I)
+    return " ".join(text.split()).strip(" ,")
+
+
+def _clean_sentence(desc: str) -> str:
+    s = next((line for line in desc.strip().splitlines() if line.strip()), "")
+    s = re.sub(r"</?[a-zA-Z][\w-]*[^<>]*>?|&\w+;", " ", s)
+    s = re.sub(r"\*\*[^*]*\*\*|\{[^}]*\}", " ", s)
+    s = re.sub(r"\s*\b(?:from|at|on|of|to|via)?\s*https?://\S+", "", s)
+    s = re.sub(r"\b[A-Z0-9]+_[A-Z0-9_]+\b", "", s)
+    s = re.sub(r"[*_`#>\"“”]+", " ", s)
+    s = re.sub(r"\s*\([^)]*\)", "", s)
+    s = re.sub(r"\s*\[[^\]]*\]", "", s)
+    s = " ".join(s.split())
+    s = re.split(r"(?<!\b[A-Z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<=[.!?])\s|\s[-–—]\s|[:;]\s?", s)[0].rstrip(".!? ,")
+    return s
+
+
+def _base_verb(w: str) -> str:
+    if w in _VERBS and _VERBS[w]:
+        return _VERBS[w]
+    if re.search(r"(ch|sh|ss|x|z)es$", w):
+        return w[:-2]
+    if w.endswith("ies"):
+        return w[:-3] + "y"
+    return w[:-1]
+
+
+def _gerund_verb(w: str) -> str:
+    stem = w[:-3]
+    for cand in (stem, stem + "e", stem[:-1] if len(stem) > 2 and stem[-1] == stem[-2] else ""):
+        if cand in _BASE_VERBS:
+            return cand
+    return ""
+
+
+def _name_phrase(api: Api) -> str:
+    words = humanize(api.name).split()
+    words = [w for w in words if w not in ("api", "v1", "v2", "v3")] or ["data"]
+    if words[0] in _VERBS and _VERBS[words[0]]:
+        words[0] = _VERBS[words[0]]
+    if words[0] in _GET_VERBS and len(words) > 1 and words[1] not in ("a", "an", "the", "all", "my"):
+        return " ".join([words[0], "the", *words[1:]])
+    if words[0] in _BASE_VERBS:
+        return " ".join(words)
+    if words[-1] in ("exists", "exist"):
+        return "check if the " + " ".join(words[:-1] or ["item"]) + " exists"
+    return "get the " + " ".join(words)
+
+
+def _fallback_phrase(api: Api) -> str:
+    """The action from the API's name (without the provider's name); a neutral one when nothing else is left."""
+    phrase = _strip_provider(_name_phrase(api), api.tool)
+    words = phrase.split()
+    if len(words) >= 2 and any(w not in ("a", "an", "the", "my", "all") for w in words[1:]):
+        return phrase
+    if len(words) == 1 and words[0] in _BASE_VERBS and words[0] != "get":
+        return phrase
+    return f"get the latest {humanize(api.category) or 'service'} information"
+
+
+_DETERMINERS = ("a", "an", "the", "all", "this", "my", "every", "each", "information", "data", "details", "list", "one",
+                "multiple", "some", "any", "current", "pending", "new", "latest", "specific", "given")
 
 
 def action_phrase(api: Api) -> str:
-    """A lower-case verb phrase for what the API does (from the description's first sentence, else its name)."""
-    desc = " ".join((api.description or "").split())
-    first = re.split(r"(?<=[.!?])\s", desc)[0].rstrip(".!? ") if desc else ""
-    first = _LEAD.sub("", first)
-    if not first or len(first) < 8:
-        return f"use {humanize(api.name)}"
+    """A lower-case verb phrase for what the API does (from the description's first sentence, else its name),
+    without the provider's name."""
+    first = _clean_sentence(api.description or "")
+    first = _strip_provider(first, api.tool)
+    for _ in range(2):
+        first = _LEAD.sub("", first)
+    first = re.sub(r",?\s*\b(by default|default is|defaults to|if not)\b.*$", "", first, flags=re.I)
+    first = re.sub(r"\s+and\s+(returns?|gives?|provides?|outputs?|responds?)\b.*$", "", first, flags=re.I)
+    first = re.sub(r"\byour\b", "my", first, flags=re.I)
+    first = re.sub(r"\b(what|that|if|when|which|where|so|as|before|after|whatever)\s+you\b", r"\1 I", first, flags=re.I)
+    first = re.sub(r"\byou(?=\s+(?:have|had|want|need|can|will|would|specify|provide|supplied|supply|select|choose|"
+                   r"enter|pass|like|give|gave|set)\b)", "I", first, flags=re.I)
+    first = re.sub(r"\byou\b", "me", first, flags=re.I)
     words = first.split()
-    w0 = words[0].lower()
-    if w0 in _VERBS:
+    latin = sum(ch.isascii() for ch in first) >= 0.9 * max(1, len(first))
+    if len(first) < 8 or len(words) < 2 or _META.search(first) or not latin:
+        return _fallback_phrase(api)
+    lowered = [w.lower() for w in words]
+    w0 = lowered[0]
+    if w0 in _DEV_VERBS:
+        return _fallback_phrase(api)
+    if lowered[1] == "of" and w0 in ("list", "set", "count", "summary", "history", "record", "log", "view"):
+        words = ["get", "the", w0, *words[1:]]  # "List of the bookable items" is a noun phrase
+    elif w0 in _VERBS and _VERBS[w0]:
         words[0] = _VERBS[w0]
     elif w0 in _BASE_VERBS:
         words[0] = w0
-    else:  # a noun phrase ("Daily weather forecast for a city"): ask to get it
-        words = ["get", w0 if not words[0].isupper() else words[0], *words[1:]]
+    elif w0.endswith("ing") and _gerund_verb(w0):
+        words[0] = _gerund_verb(w0)  # "Getting data about all events" -> "get data about all events"
+    elif re.fullmatch(r"[a-z]{3,}s", w0) and (_base_verb(w0) in _BASE_VERBS or lowered[1] in _DETERMINERS):
+        words[0] = _base_verb(w0)  # "Grabs all of ...", "Cancels pending task" -> "grab all of ...", "cancel ..."
+    elif re.fullmatch(r"[a-z]{3,}", w0) and not w0.endswith(("s", "ing", "ion", "ed")) and \
+            lowered[1] in _DETERMINERS[:9]:
+        words[0] = w0  # an imperative ("Group the available data by ...")
+    else:
+        m = re.search(r"\b(?:allows?|lets?|enables?|helps?)\s+(?:me\s+|users\s+|developers\s+)?(?:to\s+)?(.+)", first,
+                      re.I)
+        verb_at = next((i for i, w in enumerate(lowered[:8]) if i > 0 and _VERBS.get(w)), None)
+        if m and len(m.group(1).split()) >= 2:  # "The X service includes a method that allows autocomplete ..."
+            words = m.group(1).split()
+            if words[0].lower() not in _BASE_VERBS:
+                words = ["get", *words]
+        elif verb_at is not None and verb_at + 1 < len(words):  # "The simple radiation request returns detailed ..."
+            words = [_VERBS[lowered[verb_at]], *words[verb_at + 1:]]
+        else:  # a noun phrase ("Daily weather forecast for a city"): ask to get it
+            w = words[0]
+            keep = len(w) > 1 and (w.isupper() or w[1:].lower() != w[1:])  # an acronym or a CamelCase name
+            det = "" if w0 in ("a", "an", "the", "all", "some", "any", "list", "information", "details") or \
+                w0.isdigit() or w0.endswith("s") else "the "
+            words = ["get", det + (words[0] if keep else w0), *words[1:]]
+            cop = next((i for i, w in enumerate(words) if i > 2 and w.lower() in ("is", "are", "was", "were")), None)
+            if cop is not None:  # "The Volume Weighted Average Price is commonly used ..." -> "get the ... price"
+                words = words[:cop]
     phrase = " ".join(words)
-    return phrase[:140].rsplit(" ", 1)[0] if len(phrase) > 140 else phrase
+    head, sep, _ = phrase.partition(", ")
+    if sep and len(head.split()) >= 3:
+        phrase = head
+    if len(phrase) > _ACT_KEEP:
+        phrase = phrase[:_ACT_KEEP].rsplit(" ", 1)[0]
+    prev = None
+    while prev != phrase:
+        prev, phrase = phrase, _TRAIL.sub("", phrase).rstrip(" ,")
+    content = [w for w in phrase.split()[1:] if w.lower() not in ("a", "an", "the", "all", "some", "of", "for", "to")]
+    if not content or phrase.split()[-1].lower() in ("are", "is", "was", "were", "be", "following", "below") or \
+            phrase.split()[0].lower() in _DEV_VERBS:
+        return _fallback_phrase(api)
+    return phrase
 
 
-def _fmt(v: Any) -> str:
-    return f"'{v}'" if isinstance(v, str) else json.dumps(v)
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    if isinstance(v, str):
+        return " ".join(v.split())
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _quote(v: Any) -> str:
+    s = _show(v)
+    return f"'{s}'" if isinstance(v, str) else s
+
+
+def _country(v: Any) -> str:
+    s = _show(v)
+    return COUNTRY_NAMES.get(s.upper(), s) if len(s) <= 3 else s
+
+
+def _language(v: Any) -> str:
+    s = _show(v)
+    key = s.lower()
+    if key in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[key]
+    if re.fullmatch(r"[a-z]{2}[-_][a-z]{2}", key) and key[:2] in LANGUAGE_NAMES:
+        region = COUNTRY_NAMES.get(key[3:].upper())
+        return f"{LANGUAGE_NAMES[key[:2]]} ({region.removeprefix('the ')})" if region else LANGUAGE_NAMES[key[:2]]
+    return s
+
+
+@dataclass
+class _Clause:
+    """How one parameter's value enters the sentence: ``free`` is a phrase appended to the action ("in Paris"),
+    ``item`` joins the final "with ..." list ("a resolution of 13"), ``inline`` replaces a noun of the action phrase
+    ("a city" -> "Paris"), ``nouns`` are the nouns it may replace."""
+
+    free: str = ""
+    item: str = ""
+    inline: str = ""
+    nouns: tuple[str, ...] = ()
+    by: str = ""  # replaces "by <noun>" phrases ("by ID" -> "with ID 42")
+
+
+def _clause(param: dict[str, Any], value: Any, rng: random.Random, others: set[str], api: Api | None = None) -> _Clause:
+    """The phrasing of one (parameter, value) pair; ``others`` are the kinds of the call's other parameters."""
+    spec = _spec(param)
+    kind = _context_kind(spec, _api_text(api))
+    v, q = _show(value), _quote(value)
+    direction = _direction(spec)
+    label = _label(spec, kind)
+    pick = rng.choice
+    if kind == "bool":
+        words = [w for w in spec.tokens if w not in ("is", "has", "include", "includes", "with", "show", "only", "use",
+                                                     "enable", "enabled", "get", "allow", "allowed", "do", "not")]
+        thing = " ".join(words) or label
+        if {"include", "includes", "with", "show"} & set(spec.tokens):
+            return _Clause(free=f"including {thing}" if value else f"excluding {thing}")
+        if "has" in spec.tokens:
+            return _Clause(free=f"with {thing}" if value else f"without {thing}")
+        return _Clause(item=f"{thing} {'enabled' if value else 'disabled'}" if rng.random() < 0.5
+                       else f"{thing} set to {v}")
+    if kind == "username":
+        if "password" in others:
+            return _Clause(free=f"as {v}", inline=f"user {v}", nouns=("user", "username", "account"))
+        return _Clause(free=pick([f"for user {v}", f"for the user {v}"]), inline=f"user {v}",
+                       nouns=("user", "username", "account", "profile"))
+    if kind == "password":
+        return _Clause(item=f"the password {v}")
+    if kind == "email":
+        return _Clause(free=pick([f"for {v}", f"for the address {v}"]), inline=v,
+                       nouns=("email address", "email", "e-mail address", "e-mail", "address", "recipient"))
+    if kind in ("lat", "lon"):
+        return _Clause(item=f"{label} {v}")
+    if kind == "geopoint":
+        return _Clause(item=f"coordinates {v}")
+    if kind == "url":
+        return _Clause(free=pick([f"for {v}", f"from {v}"]), inline=v,
+                       nouns=("url", "link", "web page", "webpage", "website"))
+    if kind == "domain":
+        return _Clause(free=f"for {v}", inline=v, nouns=("email domain", "domain", "website", "host"))
+    if kind == "ip":
+        return _Clause(free=pick([f"for {v}", f"for IP {v}"]), inline=v, nouns=("ip address", "ip"))
+    if kind == "phone":
+        return _Clause(free=f"for {v}", inline=v, nouns=("phone number", "mobile number", "number"))
+    if kind == "id":
+        ent = _entity(spec)
+        if not ent and api is not None:  # "Players by sport ID" -> the id names a sport
+            m = re.search(r"\bby (\w+) id\b", humanize(api.name))
+            ent = m.group(1) if m else ""
+        lab = f"{ent} ID" if ent else "ID"
+        nouns = (ent,) if ent and ent not in ("user", "api") else ()
+        if spec.head == "slug":
+            return _Clause(free=f"for the {ent or 'item'} {v}", inline=f"the {ent} {v}" if ent else "", nouns=nouns)
+        return _Clause(free=pick([f"for {lab} {v}", f"with {lab} {v}"]), inline=f"the {ent} with ID {v}" if ent else "",
+                       nouns=nouns, by=f"with {lab} {v}")
+    if kind == "storage":
+        return _Clause(free=pick([f"in the storage {q}", f"on storage {q}"]), inline=f"storage {q}", nouns=("storage",))
+    if kind == "currency":
+        if direction == "start":
+            return _Clause(free=f"from {v}")
+        if direction == "end":
+            return _Clause(free=f"to {v}")
+        return _Clause(free=f"in {v}", inline=v, nouns=("currency",))
+    if kind in ("coin", "symbol"):
+        return _Clause(free=f"for {v}", inline=v, nouns=(
+            "symbol", "stock symbol", "stock", "ticker", "company", "coin", "cryptocurrency", "asset", "instrument",
+            "ticker symbol", "stock ticker symbol", "stock ticker"))
+    if kind == "airport":
+        if direction in ("start", "end"):
+            return _Clause(free=f"{'from' if direction == 'start' else 'to'} {v}")
+        return _Clause(free=f"for {v}", inline=f"{v} airport", nouns=("airport",), by="")
+    if kind == "flight":
+        return _Clause(free=f"for flight {v}", inline=f"flight {v}", nouns=("flight",))
+    if kind == "airline":
+        return _Clause(free=f"for airline {v}", inline=f"airline {v}", nouns=("airline",))
+    if kind == "barcode":
+        return _Clause(free=f"for barcode {v}", inline=f"barcode {v}", nouns=("barcode", "product barcode"))
+    if kind == "interval":
+        return _Clause(free=pick([f"at a {v} interval", f"with a {v} interval"]))
+    if kind == "language":
+        lang = _language(value)
+        if direction == "start":
+            return _Clause(free=f"from {lang}")
+        if direction == "end":
+            return _Clause(free=pick([f"into {lang}", f"to {lang}"]))
+        return _Clause(free=f"in {lang}", inline=lang, nouns=("language",))
+    if kind == "country":
+        c = _country(value)
+        return _Clause(free=pick([f"in {c}", f"for {c}"]), inline=c, nouns=("country", "region", "market"))
+    if kind == "city":
+        return _Clause(free=pick([f"in {v}", f"for {v}"]), inline=v,
+                       nouns=("city", "location", "place", "town", "area", "destination"))
+    if kind == "address":
+        return _Clause(free=f"for {v}", inline=v, nouns=("address", "street address", "location"))
+    if kind == "zip":
+        return _Clause(free=f"for {label} {v}", inline=f"{label} {v}", nouns=("postal code", "zip code", "postcode"))
+    if kind == "state":
+        return _Clause(free=f"in {v}", inline=v, nouns=("state",))
+    if kind == "timezone":
+        return _Clause(free=f"in the {v} time zone")
+    if kind in ("date", "year") and direction and not ({f"{kind}:start", f"{kind}:end"} <= others):
+        direction = ""  # a lone "departure date" is a day, not the start of a range
+    if kind == "date":
+        if direction == "start":
+            return _Clause(free=pick([f"from {v}", f"starting {v}"]))
+        if direction == "end":
+            return _Clause(free=pick([f"until {v}", f"to {v}"]))
+        return _Clause(free=pick([f"on {v}", f"for {v}"]), inline=v,
+                       nouns=("date", "day", "given date", "departure date", "past date", "travel date",
+                              "specific date"))
+    if kind == "year":
+        if direction == "start":
+            return _Clause(free=f"from {v}")
+        if direction == "end":
+            return _Clause(free=f"until {v}")
+        return _Clause(free=pick([f"in {v}", f"for {v}"]), inline=v, nouns=("year", "season"))
+    if kind == "month":
+        name = _MONTHS[value - 1] if isinstance(value, int) and 1 <= value <= 12 else v
+        return _Clause(free=f"for {name}")
+    if kind == "page":
+        return _Clause(free=pick(["on the first page", "on page 1"]) if value == 1 else f"on page {v}")
+    if kind == "ordinal":
+        return _Clause(free=f"for {label} {v}")
+    if kind == "limit":
+        noun = " ".join(t for t in spec.tokens if t not in _LIMIT | {"page", "per", "number", "of"}) or "results"
+        noun = noun if noun.endswith("s") else noun + "s"
+        if spec.has("perpage", "per", "pagesize") or spec.joined in ("size", "pagesize"):
+            return _Clause(free=f"with {v} {noun if noun != 'results' else 'items'} per page")
+        return _Clause(free=pick([f"limited to {v} {noun}", f"with up to {v} {noun}", f"showing {v} {noun}"]))
+    if kind == "offset":
+        if value in (0, "0"):
+            return _Clause(free=pick(["starting from the beginning", "starting at offset 0"]))
+        return _Clause(free=pick([f"starting at offset {v}", f"skipping the first {v} results"]))
+    if kind in ("path", "filename"):
+        return _Clause(free=pick([f"for {v}", f"at {v}"]), inline=v,
+                       nouns=("file or folder", "file", "folder", "path", "document", "object"))
+    if kind == "folder":
+        return _Clause(free=pick([f"in {v}", f"in the folder {v}"]), inline=f"the folder {v}",
+                       nouns=("folder", "directory"))
+    if kind == "name":
+        mods = [t for t in spec.tokens if t not in ("name", "title", "names", "full", "display")]
+        noun = " ".join(mods)
+        if {"from", "sender"} & set(mods):
+            return _Clause(free=f"from {v}")
+        free = pick([f"named {v}", f"called {v}"]) if not mods else f"for the {noun} {v}"
+        return _Clause(free=free, inline=f"{noun} {v}".strip() if mods else v,
+                       nouns=tuple(n for n in (noun,) if n) or ("person", "player", "artist", "author", "team",
+                                                               "company", "product", "movie", "song", "book"))
+    if kind == "text":
+        return _Clause(free=pick([f"for the text {q}", f"for this text: {q}"]), inline=f"the text {q}",
+                       nouns=("text", "sentence", "message", "piece of text", "some text", "content", "review",
+                              "comment", "given text", "input text"))
+    if kind == "subject":
+        return _Clause(item=f"the subject {q}")
+    if kind == "search":
+        return _Clause(free=pick([f"for {q}", f"about {q}", f"matching {q}"]), inline=f"the query {q}",
+                       nouns=("query", "search query", "keyword", "search term", "term", "phrase"))
+    if kind == "category":
+        if spec.has("genre", "genres"):
+            return _Clause(free=f"in the {v} genre")
+        if spec.has("tag", "tags"):
+            return _Clause(free=f"tagged {q}")
+        if spec.has("topic", "topics", "interest"):
+            return _Clause(free=f"about {v}", inline=v, nouns=("topic",))
+        return _Clause(free=f"in the {v} category", inline=f"the {v} category", nouns=("category",))
+    if kind == "sort":
+        return _Clause(free=f"sorted by {v}")
+    if kind == "order":
+        word = {"asc": "ascending", "desc": "descending"}.get(v.lower(), v)
+        return _Clause(free=f"in {word} order")
+    if kind == "format":
+        return _Clause(free=pick([f"in {v} format", f"as {v.upper() if len(v) <= 4 else v}"]))
+    if kind == "units":
+        return _Clause(free=f"in {v} units")
+    if kind == "color":
+        return _Clause(item=f"the color {v}")
+    if kind == "status":
+        return _Clause(free=f"with status {q}")
+    if kind in ("money", "count", "radius", "age", "days", "level") or spec.ptype == "NUMBER":
+        rest = " ".join(t for t in spec.tokens if t not in ("min", "max", "minimum", "maximum")) or label
+        if kind == "money" and direction in ("start", "end"):
+            return _Clause(free=f"priced {'above' if direction == 'start' else 'under'} {v}")
+        if direction == "start" and spec.has("min", "minimum"):
+            return _Clause(item=f"a minimum {rest} of {v}")
+        if direction == "end" and spec.has("max", "maximum"):
+            return _Clause(item=f"a maximum {rest} of {v}")
+        if kind == "radius":
+            return _Clause(free=f"within {v} {'km' if 'km' in spec.desc or 'kilomet' in spec.desc else 'miles'}"
+                           if isinstance(value, (int, float)) else f"within {v}")
+        if kind == "days" and spec.has("days"):
+            if value == 1:
+                return _Clause(free=pick(["for the next day", "for 1 day"]))
+            return _Clause(free=pick([f"for the next {v} days", f"over {v} days"]))
+        if kind == "count" and isinstance(value, (int, float)):
+            return _Clause(free=f"for {v} {rest[:-1] if value == 1 and rest.endswith('s') else rest}")
+        if rest.endswith("s") and not rest.endswith("ss"):
+            return _Clause(item=f"{rest} set to {v}")
+        return _Clause(item=f"{'an' if rest[:1] in 'aeiou' else 'a'} {rest} of {v}")
+    return _Clause(item=f"the {label} {q if (isinstance(value, str) and ' ' in value) else v}")
+
+
+def _weave(action: str, cl: _Clause) -> str | None:
+    """``action`` with one of the clause's nouns replaced by the value ("a city" -> "Paris"); None if none found."""
+    if cl.inline and cl.nouns:
+        alt = "|".join(re.escape(n) for n in sorted(cl.nouns, key=lambda n: (-len(n), n)))
+        pat = re.compile(rf"\b(?:a|an|the|any|one|some)\s+(?:(?:given|specific|specified|particular|certain|single|"
+                         rf"provided|desired|chosen)\s+)?(?:{alt})(?:\s+(?:name|code|symbol|number))?\b"
+                         rf"(?:\s+by\s+(?:its\s+|their\s+|the\s+|an?\s+)?[\w-]+(?:\s+(?:code|name|number|id))?)?"
+                         rf"(?=\s*$|\s*[,.;:!?)]|\s+(?:for|of|in|on|by|with|and|or|to|from|at|that|which|who|using|"
+                         rf"including|based|via|into|as|is|are|if|exists|whose|within|near|over|after|before|"
+                         rf"between)\b)", re.I)
+        m = pat.search(action)
+        before = action[:m.start()].split() if m else []
+        # "get a city" stays ("get Paris" is no task)
+        if m and not (len(before) == 1 and before[0].lower() in _GET_VERBS):
+            return action[:m.start()] + cl.inline + action[m.end():]
+    if cl.by:
+        m = re.search(r"\b(?:by(?:\s+(?:providing|specifying|using|passing))?|given|using|for|with)\s+"
+                      r"(?:(?:its|their|the|an?|his|her)\s+)?"
+                      r"(?:(?:given|specific|specified|particular|certain|unique)\s+)?(?:[\w'-]+\s+)?"
+                      r"(?:id|ids|identifier)\b", action, re.I)
+        if m:
+            return action[:m.start()] + cl.by + action[m.end():]
+    return None
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_OTHER_TEMPLATES = ("I want to {act}{c}.", "I want to {act}{c}.", "I'd like to {act}{c}.", "Can you {act}{c}?",
+                    "Please {act}{c}.", "I need to {act}{c}.", "Help me {act}{c}.", "Could you {act}{c} for me?",
+                    "{Act}{c}.")
+_GET_TEMPLATES = ("I want to {act}{c}.", "I want to {act}{c}.", "Show me {np}{c}.", "Can you get me {np}{c}?",
+                  "I'd like to see {np}{c}.", "Please {act}{c}.", "I need {np}{c}.", "Could you look up {np}{c}?",
+                  "{Act}{c}.")
+_FIND_TEMPLATES = ("I want to {act}{c}.", "I want to {act}{c}.", "Find {np}{c}.", "Help me find {np}{c}.",
+                   "Can you search for {np}{c}?", "I'm looking for {np}{c}.", "Please {act}{c}.")
+
+
+def _sentence(action: str, tail: str, rng: random.Random) -> str:
+    words = action.split()
+    verb = words[0].lower() if words else ""
+    rest = " ".join(words[1:])
+    if verb in _GET_VERBS and rest:
+        tpl, np = rng.choice(_GET_TEMPLATES), rest
+    elif verb in _FIND_VERBS and rest and not re.match(r"(and|or|,)\b", rest):
+        tpl, np = rng.choice(_FIND_TEMPLATES), re.sub(r"^(for|up)\s+", "", rest)
+    elif verb == "look" and rest.startswith("up "):
+        tpl, np = rng.choice(_FIND_TEMPLATES), rest[3:]
+    else:
+        tpl, np = rng.choice(_OTHER_TEMPLATES), rest
+    text = tpl.format(act=action, Act=action[:1].upper() + action[1:], np=np, c=tail)
+    return " ".join(text.split())
 
 
 def render_instruction(action: str, api: Api, params: dict[str, Any], rng: random.Random) -> str:
-    """Template text for ``action`` with the values of ``params``, each named by its neutral label."""
+    """A user's sentence for ``action`` with the values of ``params`` woven in (never the provider's name)."""
     specs = {p["name"]: p for p in api.parameters}
-    args = ""
-    if params:
-        parts = [f"{param_label(specs.get(k, {'name': k}))} {_fmt(v)}" for k, v in params.items()]
-        args = " with " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
-    tpl = rng.choice(_TEMPLATES)
-    return tpl.format(action=action, Action=action[:1].upper() + action[1:], args=args)
+    kinds: set[str] = set()
+    for k in params:
+        sp = _spec(specs.get(k, {"name": k}))
+        kind = _context_kind(sp, _api_text(api))
+        kinds |= {kind, f"{kind}:{_direction(sp)}"}
+    action = " ".join(action.split()).rstrip(".!? ")
+    if api.tool and len(api.tool.strip()) >= 2:  # the action never names the provider (values are kept verbatim)
+        action = _strip_provider(action, api.tool, base=False) or action
+    free: list[str] = []
+    items: list[str] = []
+    if kinds & {"days", "limit"}:  # the value replaces the documented bound ("for up to 16 days")
+        action = re.sub(r"\s+(?:for\s+)?(?:up to|the next|a maximum of|at most|max(?:imum)?)\s+\d+\s+\w+", "", action)
+    order = sorted(params, key=lambda k: _direction(_spec(specs.get(k, {"name": k}))) != "start")  # "from X ... to Y"
+    for k in order:
+        val = params[k]
+        cl = _clause(specs.get(k, {"name": k}), val, rng, kinds, api)
+        woven = _weave(action, cl)
+        if woven is not None:
+            action = woven
+            continue
+        if cl.free:
+            free.append(cl.free)
+        else:
+            items.append(cl.item)
+    tail = (" " + " ".join(free)) if free else ""
+    if items:
+        tail += (", with " if len(free) > 1 else " with ") + _join(items)
+    text = _sentence(action, tail, rng)
+    text = re.sub(r"([.!?])'([.?])$", r"\1'", text)
+    return text[:1].upper() + text[1:]
+
+
+MAX_OPTIONAL = 3  # optional parameters one generated instruction states at most (official calls state few)
 
 
 def template_instruction(api: Api, rng: random.Random, action_from: Api | None = None) -> Instruction:
     """One generated (instruction, parameters) for ``api``; the action phrase may come from another API of the same
     group (``action_from``) so that a query does not echo the preferred provider's own wording."""
+    ctx = _Ctx.of(api)
     params: dict[str, Any] = {}
     for p in api.required_parameters:
-        default = p.get("default")
-        use_default = default not in ("", None) and rng.random() < 0.4
-        params[p["name"]] = default if use_default else rng.choice(_values_for(p))
+        params[p["name"]] = _choose(p, ctx, rng, required=True)[1]
+    n_optional = 0
     for p in api.optional_parameters:
-        if rng.random() < 0.3:
-            params[p["name"]] = rng.choice(_values_for(p))
+        filled, value = _choose(p, ctx, rng, required=False)
+        if filled and n_optional < MAX_OPTIONAL:  # the draw happens anyway: values do not depend on the cap
+            params[p["name"]] = value
+            n_optional += 1
     text = render_instruction(action_phrase(action_from or api), api, params, rng)
     return Instruction(text=text, parameters=params, origin="template")
 
