@@ -1,5 +1,6 @@
 """Harness: scoring (paper-exact and robust), evaluation of prediction files, prompt-only baselines, the
-seen/unseen split, error analysis and the provider-renaming probe.
+seen/unseen split, error analysis, decision cases (what the history shows; the history oracle) and the
+provider-renaming probe.
 
 CLIs: ``python -m petool_lib evaluate|baselines|probe-rename``."""
 
@@ -59,6 +60,13 @@ from .analysis import (  # noqa: F401
     slices_by_method,
     worst_examples,
 )
+from .cases import (  # noqa: F401
+    CASES,
+    decision_case,
+    decision_cases,
+    history_choice,
+    history_oracle,
+)
 from .probes import (  # noqa: F401
     provider_mapping,
     rename_providers,
@@ -66,6 +74,11 @@ from .probes import (  # noqa: F401
 )
 
 __all__ = [
+    "CASES",
+    "decision_case",
+    "decision_cases",
+    "history_choice",
+    "history_oracle",
     "PAPER_PATTERN",
     "SCORINGS",
     "ERROR_CATEGORIES",

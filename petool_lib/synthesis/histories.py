@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from ..core.data import Entry, provider_of, split_tool_name
 from ..core.prompts import HistoryItem, parse_prompt
+from ..harness.cases import decision_cases
 
 PROMPT_HISTORY_LIMIT = 20
 RATED0_COUNTS: dict[int, int] = {2: 194, 3: 107, 4: 19, 5: 680}
@@ -102,6 +103,7 @@ def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
     n_cand, hlen, plen, n0, r0_group, target_prov, hist_in_group, gt_in_hist, comb = ([] for _ in range(9))
     r0_one_tool, r0_distinct, chrono_ok, cand_groups = [], [], [], []
     per_group: dict[str, Counter] = {}
+    cases = decision_cases(entries)
     for e in entries:
         P = parse_prompt(e.prompts["preferred"], "preferred")
         R = parse_prompt(e.prompts["ratings"], "ratings")
@@ -148,6 +150,10 @@ def measure_structure(entries: Sequence[Entry]) -> dict[str, Any]:
         "tool_comb_size": {"max": max(comb, default=0), "median": statistics.median(comb) if comb else 0},
         "groups": len(per_group),
         "majority_provider_share": round(statistics.mean(shares), 4) if shares else None,
+        # what the history shows per setting (harness.cases: absent / visible / switch / avoid / conflict) and the
+        # ceiling of reading it with the functional group known
+        "decision_cases": {s: {c: v for c, v in d["shares"].items() if v} for s, d in cases.items()},
+        "history_oracle": {s: d["oracle"] for s, d in cases.items()},
     }
 
 
