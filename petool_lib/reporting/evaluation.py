@@ -103,6 +103,29 @@ def parse_ablations(ablations: str | Sequence[str] | None) -> list[str]:
     return out
 
 
+ABLATION_MODELS: tuple[str, ...] = ("all", "base", "final")
+
+
+def ablation_models(labels: Sequence[str], which: str | Sequence[str] | None) -> list[str]:
+    """Which of the run's model ``labels`` (base model first, then its adapters) get the context ablations:
+    ``"all"``, ``"base"`` (the first label), ``"final"`` (the last one, e.g. SFT+DPO), or a comma list of these
+    words and labels; empty / None = none. An unknown word or label is an error naming it."""
+    items = which.split(",") if isinstance(which, str) else list(which or [])
+    wanted: list[str] = []
+    for w in (x.strip() for x in items if x and x.strip()):
+        if w == "all":
+            wanted += list(labels)
+        elif w == "base":
+            wanted += list(labels[:1])
+        elif w == "final":
+            wanted += list(labels[-1:])
+        elif w in labels:
+            wanted.append(w)
+        else:
+            raise ValueError(f"unknown ablation model {w!r}; expected {ABLATION_MODELS} or one of {list(labels)}")
+    return [label for label in labels if label in set(wanted)]
+
+
 def evaluate_ablations(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,
                        lm_sets: dict[str, list[Entry]], eval_cfg: EvalConfig, ablations: str | Sequence[str] | None,
                        scoring: str = "paper", progress: bool = True) -> dict[str, dict[str, Any]]:

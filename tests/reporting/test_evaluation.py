@@ -110,3 +110,19 @@ def test_ablations_record_the_oldest_context_and_no_history_beside_the_main_rows
     assert parse_ablations("") == [] and parse_ablations(None) == []
     with pytest.raises(ValueError, match="unknown ablation"):
         parse_ablations("oldest,newest")
+
+
+def test_ablation_models_selects_base_final_all_and_labels():
+    import pytest
+
+    from petool_lib.reporting import ablation_models
+
+    labels = ["smollm2", "smollm2+sft", "smollm2+sft+dpo"]
+    assert ablation_models(labels, "base,final") == ["smollm2", "smollm2+sft+dpo"]
+    assert ablation_models(labels, "all") == labels
+    assert ablation_models(labels, "final") == ["smollm2+sft+dpo"]
+    assert ablation_models(labels, "smollm2+sft") == ["smollm2+sft"]
+    assert ablation_models(labels, "") == [] and ablation_models(labels, None) == []
+    assert ablation_models(["smollm2"], "base,final") == ["smollm2"]  # no adapters: base only, once
+    with pytest.raises(ValueError, match="unknown ablation model 'sft'"):
+        ablation_models(labels, "base,sft")
