@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
         s.add_argument("--max-examples", type=int, default=None, help="override the profile's example cap")
         s.add_argument("--token-budget", type=int, default=None, help="override the profile's token budget")
+        s.add_argument("--settings", default=None,
+                       help="train only on rows of these settings, e.g. ratings (comma list; default: all)")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
         s.add_argument("--keep-checkpoints", action="store_true")
@@ -50,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         profile = load_training_profile(args.profile)
-        cfg = stage_config(profile, args.stage, max_steps=args.max_steps, max_examples=args.max_examples,
-                           token_budget=args.token_budget)
+        settings = tuple(x.strip() for x in args.settings.split(",") if x.strip()) if args.settings else None
+        try:
+            cfg = stage_config(profile, args.stage, max_steps=args.max_steps, max_examples=args.max_examples,
+                               token_budget=args.token_budget, settings=settings)
+        except ValueError as exc:  # e.g. an unknown setting
+            raise ProfileError(f"{args.profile}: {exc}") from None
         backend = prepare_backend(args.backend)  # before anything imports trl / transformers / peft
         common = dict(profile=profile, model=args.model or profile.default_model, out=Path(args.out) / args.stage,
                       backend=backend, seed=args.seed, resume=not args.no_resume,

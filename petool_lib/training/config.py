@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.context import CONTEXT_MODES
+from ..core.data import normalize_setting
 
 LLAMA_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STAGES: tuple[str, ...] = ("sft", "dpo")
@@ -81,6 +82,7 @@ class StageConfig:
     token_budget: int | None = None
     too_long: str = "skip"
     context: str = "evidence"  # how rows are fitted to token_budget (core.context.CONTEXT_MODES)
+    settings: tuple[str, ...] | None = None  # train only on rows of these settings (e.g. ("ratings",)); None = all
     max_examples: int | None = None
     max_steps: int | None = None
     beta: float = 0.1  # DPO only
@@ -92,6 +94,13 @@ class StageConfig:
     lora: LoraSpec = field(default_factory=LoraSpec)
 
     def __post_init__(self) -> None:
+        if self.settings is not None:
+            try:
+                object.__setattr__(self, "settings", tuple(normalize_setting(x) for x in self.settings))
+            except ValueError as exc:
+                raise ValueError(f"settings: {exc}") from None
+            if not self.settings:
+                raise ValueError("settings must name at least one setting (or be None for all)")
         if self.context not in CONTEXT_MODES:
             raise ValueError(f"context must be one of {CONTEXT_MODES}, got {self.context!r}")
         if self.too_long not in TOO_LONG_POLICIES:

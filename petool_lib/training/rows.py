@@ -181,6 +181,7 @@ class PrepStats:
     evidence_items: int = 0  # evidence items in the used rows' prompts (rows that had to be fitted) ...
     evidence_kept: int = 0  # ... and how many of them the context builder kept
     shortened_rows: int = 0  # used rows whose candidate descriptions were shortened
+    other_settings: int = 0  # rows left out because the stage trains on other settings only (``settings``)
     too_long_skipped: int = 0  # too long even with an empty history: skipped (policy "skip") ...
     too_long_kept: int = 0  # ... or kept whole (policy "keep")
     unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
@@ -191,7 +192,7 @@ class PrepStats:
 
     @property
     def not_considered(self) -> int:
-        return self.source_rows - self.considered
+        return self.source_rows - self.other_settings - self.considered
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -244,6 +245,14 @@ def prepare_rows(
 
     stats = PrepStats(stage=stage, source_rows=len(rows), token_budget=cfg.token_budget,
                       too_long_policy=cfg.too_long, max_examples=cfg.max_examples)
+    if cfg.settings is not None:  # train on some settings only: the others are counted as filtered, not lost
+        wanted = set(cfg.settings)
+        kept = [r for r in rows if str(r.get("setting", "")) in wanted]
+        stats.other_settings = len(rows) - len(kept)
+        if not kept:
+            raise DataError(f"{stage}: no row has a setting in {sorted(wanted)} (rows have "
+                            f"{sorted({str(r.get('setting', '')) for r in rows})})")
+        rows = kept
     out: list[dict[str, Any]] = []
     cols = STAGE_COLUMNS[stage]
     target = min(len(rows), cfg.max_examples) if cfg.max_examples else len(rows)

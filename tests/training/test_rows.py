@@ -136,3 +136,18 @@ def test_balanced_order_is_seeded_and_interleaved() -> None:
     assert o1 == o2 and sorted(o1) == list(range(8))
     assert [rows[i]["setting"] for i in o1] == ["a", "b"] * 4
     assert o1 != o3
+
+
+def test_prepare_rows_can_train_on_one_setting_only(data_dir: Path, tokenizer: Any) -> None:
+    """The paper's "trained on rating-integrated only" experiment: other settings are filtered and counted."""
+    rows = load_rows(data_dir, "sft")
+    n_ratings = sum(r["setting"] == "ratings" for r in rows)
+    assert 0 < n_ratings < len(rows)
+    cfg = tiny_stage("sft", token_budget=BUDGET, max_examples=1000, settings=("r",))  # None would keep the profile cap
+    assert cfg.settings == ("ratings",)  # aliases normalized
+    out, stats = prepare_rows(rows, "sft", tokenizer, cfg)
+    assert set(stats.by_setting) == {"ratings"} and stats.other_settings == len(rows) - n_ratings
+    assert stats.considered == n_ratings and stats.not_considered == 0
+    assert stats.used + stats.too_long_skipped == n_ratings and len(out) == stats.used
+    with pytest.raises(ValueError, match="settings: unknown setting 'weekly'"):
+        tiny_stage("sft", settings=("weekly",))
