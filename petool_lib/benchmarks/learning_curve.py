@@ -363,12 +363,14 @@ def run_learning_curve(
 
 def format_points(result: Mapping[str, Any]) -> str:
     """A fixed-width table: rows seen, pooled Tool / Param Acc with their intervals, time and tokens/s."""
+    from ..harness.evaluate import ci_text
+
     head = f"{'rows':>6}{'step':>6}{'n':>6}{'Tool Acc':>10}{'(95% CI)':>15}{'Param Acc':>11}{'(95% CI)':>15}" \
            f"{'train s':>9}{'tok/s':>8}"
     lines = [head, "-" * len(head)]
     for p in result["points"]:
         o = p["overall"]
-        ci = {k: "[{:.1f}, {:.1f}]".format(*(100 * x for x in o[f"{k}_ci95"])) for k in ("tool", "param")}
+        ci = {k: ci_text(o, k) for k in ("tool", "param")}
         secs = "" if p.get("train_seconds") is None else f"{p['train_seconds']:.0f}"
         tps = "" if p.get("tokens_per_s") is None else f"{p['tokens_per_s']:.0f}"
         lines.append(f"{p['rows']:>6}{p['step']:>6}{o['n']:>6}{100 * o['tool_acc']:>9.1f}%{ci['tool']:>15}"

@@ -155,6 +155,12 @@ def evaluate_rows(
     return summarize(score_rows(entries, rows, settings, scoring))
 
 
+def ci_text(summary: dict[str, Any], key: str) -> str:
+    """``"[lo, hi]"`` in percent of a summary's ``<key>_ci95`` (``key`` = tool | param; computed when absent)."""
+    ci = summary.get(f"{key}_ci95") or wilson_interval(summary[f"{key}_correct"], summary["n"])
+    return "[{:.1f}, {:.1f}]".format(*(100 * x for x in ci))
+
+
 def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
     """A readable fixed-width table of a per-setting summary."""
     cats = [c for c in ERROR_CATEGORIES if any(v["errors"].get(c) for v in summary.values())]  # "missing" has its column
@@ -163,8 +169,7 @@ def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
     lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
     for s, v in summary.items():
         errs = "  ".join(f"{v['errors'].get(c, 0):>{len(c)}}" for c in cats)
-        ci = {k: "[{:.1f}, {:.1f}]".format(*(100 * x for x in v.get(f"{k}_ci95", wilson_interval(v[f"{k}_correct"], v["n"]))))
-              for k in ("tool", "param")}
+        ci = {k: ci_text(v, k) for k in ("tool", "param")}
         lines.append(f"{s:<14}{v['n']:>6}{100 * v['tool_acc']:>9.1f}%{ci['tool']:>15}{100 * v['param_acc']:>10.1f}%"
                      f"{ci['param']:>15}{v['missing']:>9}  {errs}")
     return "\n".join(lines)
