@@ -16,6 +16,7 @@ from .report import (  # noqa: F401
 from .plots import (  # noqa: F401
     taxonomy_bars,
     slice_lines,
+    slice_series,
     category_heatmap,
 )
 from .evaluation import (  # noqa: F401
@@ -48,6 +49,7 @@ __all__ = [
     "update_readme",
     "taxonomy_bars",
     "slice_lines",
+    "slice_series",
     "category_heatmap",
     "SECTIONS",
     "STAGE_ADAPTERS",

@@ -33,9 +33,23 @@ def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title:
         ax.set_title(s)
         ax.set_xlim(0, 1)
         ax.set_xlabel("fraction of entries")
-    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    axes[-1].legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def slice_series(slices_by_name: dict[str, dict[str, dict[str, Any]]], setting: str, metric: str = "tool_acc"
+                 ) -> dict[str, tuple[list[str], list[float]]]:
+    """``{method: (slice values, metric)}`` of one setting, leaving out empty slices (n = 0) and methods with no
+    rows in that setting (e.g. the no-history ablation outside its own setting)."""
+    out: dict[str, tuple[list[str], list[float]]] = {}
+    for name, by_setting in slices_by_name.items():
+        sl = by_setting.get(setting, {})
+        xs = [x for x in sl if sl[x].get("n", 1)]
+        if xs:
+            out[name] = (xs, [sl[x][metric] for x in xs])
+    return out
 
 
 def slice_lines(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str | Path, xlabel: str,
@@ -43,16 +57,15 @@ def slice_lines(slices_by_name: dict[str, dict[str, dict[str, Any]]], path: str 
     """Accuracy per slice value (x) for each method, one panel per setting (``slices_by_name[name][setting][value]``)."""
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS), 3.4), sharey=True)
     for ax, s in zip(axes, SETTINGS):
-        for name, by_setting in slices_by_name.items():
-            sl = by_setting.get(s, {})
-            xs = list(sl)
-            ax.plot(xs, [sl[x][metric] for x in xs], marker="o", label=name)
+        for name, (xs, ys) in slice_series(slices_by_name, s, metric).items():
+            ax.plot(xs, ys, marker="o", label=name)
         ax.set_title(s)
         ax.set_xlabel(xlabel)
         ax.set_ylim(0, 1)
         ax.tick_params(axis="x", rotation=45)
     axes[0].set_ylabel(metric.replace("_", " "))
-    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    handles = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    axes[-1].legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
     return save_figure(fig, path)
 

@@ -31,3 +31,16 @@ def test_results_table_shows_the_no_history_ablation():
     df = results_table(metrics["evaluation"]["official"])
     assert df.loc["m", "No history Tool"] == 20.0 and df.loc["m", "No history Tool 95% CI"] == "5.7–51.0"
     assert list(df.columns)[-1] == "n per setting"
+
+
+def test_slice_series_skips_empty_slices_and_absent_methods():
+    from petool_lib.reporting import slice_series
+
+    slices = {
+        "model": {"ratings": {"0": {"n": 4, "tool_acc": 0.25}, "1": {"n": 0, "tool_acc": 0.0},
+                              "2": {"n": 2, "tool_acc": 1.0}}},
+        "model@no-history": {"none": {"0": {"n": 4, "tool_acc": 0.5}}},
+    }
+    assert slice_series(slices, "ratings") == {"model": (["0", "2"], [0.25, 1.0])}
+    assert slice_series(slices, "none") == {"model@no-history": (["0"], [0.5])}
+    assert slice_series(slices, "preferred") == {}
