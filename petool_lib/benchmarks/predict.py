@@ -14,6 +14,9 @@ Precision: the predictor runs in ``--dtype`` (``auto``: bf16 on a CPU with nativ
 plain ``from_pretrained`` gives for the fp32 SmolLM2 checkpoint), and, when the two differ, a second time in the
 predictor's dtype (phase ``reference_<dtype>``), so the gain from the precision alone is visible.
 
+Beside the phases, ``whole_test_set``: the throughput of ``make eval-full``'s run (all 1,000 official entries x 3
+settings, read from its metrics file when present) and its speed-up against this run's reference loop.
+
 Per phase: samples/s, wall time, peak RSS (sampled every 20 ms), Tool/Param Acc (paper and robust scoring), error
 taxonomy. ``speedup`` = samples/s relative to the reference loop; ``speedup_same_dtype`` relative to the reference
 loop in the predictor's dtype; ``speedup_readable`` = the reference loop's summed latency on the prompts this phase
@@ -193,11 +196,32 @@ def speedups(result: dict[str, Any], rows: dict[str, list[dict[str, Any]]], same
                                      for p, v in phases.items() if p in rows and not p.startswith("reference")}
 
 
+WHOLE_TEST_SET = "outputs/eval-full/smollm2.metrics.json"  # what `make eval-full` writes for the base model
+
+
+def whole_test_set(path: str | os.PathLike[str] | None, reference_sps: float | None) -> dict[str, Any] | None:
+    """The throughput of a whole-test-set run (``make eval-full``'s metrics file) beside this benchmark's reference
+    loop: samples/s over all its prompts, the speed-up against the reference loop's samples/s, its config and Tool
+    Acc per setting. None when the file does not exist (the run is optional)."""
+    if not path or not Path(path).is_file():
+        return None
+    m = json.loads(Path(path).read_text())
+    speed = m.get("speed") or {}
+    n, secs = speed.get("n"), speed.get("seconds")
+    sps = round(n / secs, 4) if n and secs else None
+    paper = (m.get("evaluation") or {}).get("paper") or {}
+    return {"source": str(path), "n": n, "seconds": secs, "samples_per_s": sps,
+            "speedup": round(sps / reference_sps, 2) if sps and reference_sps else None,
+            "model": m.get("model"), "adapter": m.get("adapter"), "config": m.get("config"),
+            "tool_acc": {s: v.get("tool_acc") for s, v in paper.items() if isinstance(v, dict)}}
+
+
 def run_bench(
     out: str | os.PathLike[str], n: int = 30, model: str = "smollm2", modes: Sequence[str] = MODES,
     max_prompt_tokens: int = 1536, test: str | None = None, seed: int = 0, reference: bool = True,
     ref_max_new_tokens: int = 256, ref_max_length: int = 4000, dtype: str | None = "auto", progress: bool = True,
     cfg: DecodeConfig | None = None, ref_dtype: str | None = "float32", same_dtype_reference: bool = True,
+    whole: str | os.PathLike[str] | None = WHOLE_TEST_SET,
 ) -> dict[str, Any]:
     out = Path(out)
     png = out.with_suffix(".png")
@@ -224,6 +248,8 @@ def run_bench(
 
     def save() -> None:
         speedups(result, all_rows, same_ref)
+        ref = result["phases"].get("reference", {}).get("samples_per_s")
+        result["whole_test_set"] = whole_test_set(whole, ref)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         plot(result, png)
@@ -281,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
     ap.add_argument("--ref-max-new-tokens", type=int, default=256)
     ap.add_argument("--ref-max-length", type=int, default=4000)
+    ap.add_argument("--whole-test-set", default=WHOLE_TEST_SET,
+                    help="a `make eval-full` metrics file whose throughput is set beside the reference loop ('' = none)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -290,13 +318,17 @@ def main(argv: list[str] | None = None) -> int:
     res = run_bench(args.out, args.n, args.model, modes, args.max_prompt_tokens, args.test, args.seed,
                     not args.no_reference, args.ref_max_new_tokens, args.ref_max_length, args.dtype, not args.quiet,
                     cfg=DecodeConfig(max_value_chars=args.max_value_chars), ref_dtype=args.ref_dtype,
-                    same_dtype_reference=not args.no_same_dtype_reference)
+                    same_dtype_reference=not args.no_same_dtype_reference, whole=args.whole_test_set or None)
     nan = float("nan")
     for name, v in res["phases"].items():
         print(f"{name:<18} {v['samples_per_s']:.3f} samples/s  speedup {res['speedup'].get(name, nan):.2f}x "
               f"(same dtype {res.get('speedup_same_dtype', {}).get(name, nan):.2f}x, readable prompts only "
               f"{res.get('speedup_readable', {}).get(name) or nan:.2f}x)  peak RSS {v['peak_rss_mb']:.0f} MB  "
               f"Tool {100 * v['paper']['tool_acc']:.1f}%  Param {100 * v['paper']['param_acc']:.1f}% (paper)")
+    w = res.get("whole_test_set")
+    if w:
+        print(f"whole test set     {w['samples_per_s']} samples/s over {w['n']} prompts ({w['source']}), "
+              f"speedup {w['speedup'] if w['speedup'] is not None else nan}x against this run's reference loop")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return 0
 

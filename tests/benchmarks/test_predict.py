@@ -17,6 +17,7 @@ def test_bench_items_are_fixed(official):
 def test_bench_smoke(tmp_path, official_path):
     out = tmp_path / "bench.json"
     code = main(["--test", official_path, "--out", str(out), "--n", "2", "--model", "tiny", "--modes", "rank", "--max-prompt-tokens", "1200",
+                 "--whole-test-set", "",
                  "--ref-max-new-tokens", "4", "--ref-max-length", "1200", "--quiet",
                  "--dtype", "bfloat16", "--ref-dtype", "float32"])
     assert code == 0
@@ -47,3 +48,16 @@ def test_speedups_count_failed_rows_but_readable_speedup_does_not():
     assert result["speedup"]["constrained"] == 8.0  # the failed row is a (free) sample
     assert result["speedup_readable"]["constrained"] == 6.0  # 3 readable prompts: 90 s of reference over 15 s
     assert result["speedup_same_dtype"] == result["speedup"]
+
+
+def test_whole_test_set_throughput_is_set_beside_the_reference(tmp_path):
+    from petool_lib.benchmarks.predict import whole_test_set
+
+    assert whole_test_set(tmp_path / "absent.json", 0.03) is None
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"model": "smollm2", "adapter": None, "config": {"mode": "rank"},
+                             "speed": {"n": 3000, "seconds": 2500.0},
+                             "evaluation": {"paper": {"ratings": {"tool_acc": 0.18}}}}))
+    w = whole_test_set(f, 0.04)
+    assert w["samples_per_s"] == 1.2 and w["speedup"] == 30.0 and w["tool_acc"] == {"ratings": 0.18}
+    assert whole_test_set(f, None)["speedup"] is None
