@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.petool-installed
 BENCH_N ?= 30
 MODEL   ?= smollm2
 ADAPTER ?=
+EVAL_TEST ?=
 LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)
 EVAL_OUT ?= outputs/eval-full
 LC_SIZES ?= 32,64,128
@@ -20,7 +21,8 @@ help:
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
 	@echo "make test-gpu    CUDA smoke of training + prediction with the tiny model (needs a GPU)"
-	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name]  all 1,000 official entries x 3 settings,"
+	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name] [EVAL_TEST=file]  all 1,000 official entries x 3 settings"
+	@echo "                 (or EVAL_TEST, e.g. the probe-rename output),"
 	@echo "                 cpu-profile decoding on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
 	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
@@ -53,7 +55,7 @@ test-gpu: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu
 
 eval-full: venv
-	$(BIN)/python -m petool_lib predict --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER),) \
+	$(BIN)/python -m petool_lib predict --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER),) $(if $(EVAL_TEST),--test $(EVAL_TEST),) \
 		--out $(EVAL_OUT)/$(LABEL).jsonl --metrics $(EVAL_OUT)/$(LABEL).metrics.json
 
 bench: venv
