@@ -53,11 +53,12 @@ def group_history(entry: Entry, setting: str) -> list[tuple[str, int | None]]:
     return [(p, h.rating) for h in prompt.history if (p := _provider(h.tool_name)) in providers]
 
 
-def decision_case(entry: Entry, setting: str) -> str:
-    """The :data:`CASES` label of ``entry`` under ``setting`` (see the module docstring)."""
+def decision_case(entry: Entry, setting: str, items: list[tuple[str, int | None]] | None = None) -> str:
+    """The :data:`CASES` label of ``entry`` under ``setting`` (see the module docstring); ``items``: its
+    :func:`group_history` when the caller has it."""
     setting = normalize_setting(setting)
     want = _provider(entry.ground_truth.get("tool_name", ""))
-    items = group_history(entry, setting)
+    items = group_history(entry, setting) if items is None else items
     if not items:
         return "absent"
     mine = [i for i, (p, _) in enumerate(items) if p == want]
@@ -75,14 +76,15 @@ def decision_case(entry: Entry, setting: str) -> str:
     return "visible" if mine else "avoid"
 
 
-def history_choice(entry: Entry, setting: str) -> dict[str, float]:
+def history_choice(entry: Entry, setting: str,
+                   items: list[tuple[str, int | None]] | None = None) -> dict[str, float]:
     """The oracle's choice as ``{provider: probability}`` over the group's providers among the candidates: the
     preferred provider when shown (rated 1 / unrated; the later one in the chronological setting), else a uniform
     pick among the group's candidates left after excluding the providers shown rated 0 or used earlier."""
     setting = normalize_setting(setting)
-    items = group_history(entry, setting)
-    group = {_provider(n) for n in entry.group_names}
-    pool = sorted({_provider(n) for n in entry.candidate_names if n in set(entry.group_names)} or group)
+    items = group_history(entry, setting) if items is None else items
+    names = set(entry.group_names)
+    pool = sorted({_provider(n) for n in entry.candidate_names if n in names} or {_provider(n) for n in names})
     if setting == "ratings":
         positive = [p for p, r in items if r != 0]
         banned = {p for p, r in items if r == 0}
@@ -112,11 +114,16 @@ def decision_cases(entries: Sequence[Entry], settings: Sequence[str] = SETTINGS)
     """Per setting: ``n``, the count and share of each case, and the :func:`history_oracle` expected accuracy."""
     out: dict[str, dict[str, Any]] = {}
     for s in settings:
-        counts = Counter(decision_case(e, s) for e in entries)
+        counts: Counter[str] = Counter()
+        hits = 0.0
+        for e in entries:  # each prompt parsed once for both
+            items = group_history(e, s)
+            counts[decision_case(e, s, items)] += 1
+            hits += history_choice(e, s, items).get(_provider(e.ground_truth.get("tool_name", "")), 0.0)
         n = len(entries)
         out[normalize_setting(s)] = {
             "n": n, "counts": {c: counts.get(c, 0) for c in CASES},
             "shares": {c: round(counts.get(c, 0) / n, 4) if n else 0.0 for c in CASES},
-            "oracle": round(history_oracle(entries, s), 4),
+            "oracle": round(hits / n, 4) if n else 0.0,
         }
     return out
