@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import InputError, JsonlError, read_json
+
 SETTINGS: tuple[str, ...] = ("preferred", "ratings", "chronological")
 # The "without history" ablation (the reference repo's ``instruction_wo_history``): the preferred-only prompt with
 # an empty interaction history. Accepted wherever a setting is; never part of "all".
@@ -36,7 +38,7 @@ HF_DATASET = "travisxu/PEToolBench"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Malformed input: the message names the file, the entry and the field."""
 
 
@@ -147,6 +149,14 @@ def _need(raw: dict[str, Any], key: str, where: str, types: type | tuple[type, .
     return value
 
 
+def _int_field(raw: dict[str, Any], key: str, where: str) -> int:
+    """An optional integer field (absent, null or "" is 0; "3" is accepted as the official files write it)."""
+    try:
+        return int(raw.get(key) or 0)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: field {key!r} is not an integer") from exc
+
+
 def entry_from_dict(raw: Any, source: str = "<memory>", index: int = 0) -> Entry:
     """Validate one raw entry; errors name the source, the entry id (or index) and the field."""
     if not isinstance(raw, dict):
@@ -158,7 +168,7 @@ def entry_from_dict(raw: Any, source: str = "<memory>", index: int = 0) -> Entry
     cands_raw = _need(raw, "apis_candidate", where, (str, list))
     try:
         candidates = json.loads(cands_raw) if isinstance(cands_raw, str) else cands_raw
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, an over-long number, nesting too deep
         raise DataError(f"{where}: field 'apis_candidate' is not valid JSON ({exc})") from exc
     if not isinstance(candidates, list) or not all(isinstance(c, dict) and "tool_name" in c for c in candidates):
         raise DataError(f"{where}: field 'apis_candidate' must be a list of objects with 'tool_name'")
@@ -169,10 +179,7 @@ def entry_from_dict(raw: Any, source: str = "<memory>", index: int = 0) -> Entry
     for j, api in enumerate(same):
         if not isinstance(api, dict) or not all(k in api for k in ("category_name", "tool_name", "api_name")):
             raise DataError(f"{where}: field 'apis_same_func'[{j}] needs category_name, tool_name, api_name")
-    try:
-        ntc = int(raw.get("num_tools_combined", 0) or 0)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{where}: field 'num_tools_combined' is not an integer") from exc
+    ntc = _int_field(raw, "num_tools_combined", where)
     return Entry(
         entry_id=entry_id,
         query=_need(raw, "query", where, str),
@@ -184,7 +191,7 @@ def entry_from_dict(raw: Any, source: str = "<memory>", index: int = 0) -> Entry
         same_func=same,
         tool_comb=list(raw.get("tool_comb") or []),
         num_tools_combined=ntc,
-        history_length=int(raw.get("history_length") or 0),
+        history_length=_int_field(raw, "history_length", where),
     )
 
 
@@ -244,11 +251,13 @@ def load_test_set(path: str | os.PathLike[str] | None = None, limit: int | None 
     """Load and validate the official combined test file (or a synthesized one in the same format)."""
     p = find_test_file(path)
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}: not valid JSON ({exc})") from exc
+        raw = read_json(p)
+    except JsonlError as exc:  # not UTF-8, not JSON, an over-long number, nesting too deep: file and line
+        raise DataError(str(exc)) from exc
     if not isinstance(raw, list):
         raise DataError(f"{p}: expected a JSON list of entries, got {type(raw).__name__}")
+    if not raw:
+        raise DataError(f"{p}: the test set is empty (a JSON list with no entries)")
     entries = [entry_from_dict(r, str(p), i) for i, r in enumerate(raw)]
     ids = [e.entry_id for e in entries]
     if len(set(ids)) != len(ids):

@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core.data import DataError, Entry, load_test_set, provider_of, resolve_settings, split_tool_name
+from ..core.data import (
+    DataError, Entry, find_test_file, load_test_set, provider_of, resolve_settings, split_tool_name,
+)
 from ..core.embeddings import Embedder
+from ..core.io import ensure_writable
 from .evaluate import write_predictions
 from ..core.prompts import Prompt, parse_prompt
 
@@ -201,14 +204,34 @@ def _predict_text(predictor: "BaselinePredictor", prompt: Prompt, query: str, ke
     return json.dumps({"tool_name": cand["tool_name"], "parameters": fill_parameters(cand, query)}, ensure_ascii=False)
 
 
+def baseline_prompts(
+    entries: list[Entry], settings: list[str], source: str = "<test set>",
+) -> dict[tuple[int, str], Prompt]:
+    """The parsed prompt of every (entry, setting); a prompt that does not parse, or lists no candidate tool, raises
+    :class:`DataError` naming ``source`` (the test file), the entry and the setting."""
+    prompts = {}
+    for s in settings:
+        for e in entries:
+            where = f"{source}: entry {e.entry_id} ({s})"
+            try:
+                prompt = parse_prompt(e.prompt(s), s)
+            except ValueError as exc:  # PromptError, or no history marker for the no-history setting
+                raise DataError(f"{where}: cannot parse the prompt: {exc}") from exc
+            if not prompt.candidates:
+                raise DataError(f"{where}: the prompt lists no candidate tools")
+            prompts[(e.entry_id, s)] = prompt
+    return prompts
+
+
 def predict_baseline(
     entries: list[Entry], method: str, settings: list[str] | None = None, seed: int = 0,
-    embedder: Embedder | None = None, progress: bool = True,
+    embedder: Embedder | None = None, progress: bool = True, source: str = "<test set>",
 ) -> list[dict[str, Any]]:
-    """Prediction rows ``{entry_id, setting, response, method}`` for every entry and setting."""
+    """Prediction rows ``{entry_id, setting, response, method}`` for every entry and setting (``source`` names the
+    test file in errors)."""
     settings = settings or resolve_settings("all")
+    prompts = baseline_prompts(entries, settings, source)  # before the embedder loads: a bad prompt fails fast
     predictor = BaselinePredictor(method, seed, embedder)
-    prompts = {(e.entry_id, s): parse_prompt(e.prompt(s), s) for s in settings for e in entries}
     if predictor.embedder is not None:  # one batched pass over every text, then cached lookups
         texts = {candidate_text(c) for p in prompts.values() for c in p.candidates} | {e.query for e in entries}
         predictor.embedder.encode(sorted(texts), show_progress=progress)
@@ -231,12 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
-        entries = load_test_set(args.test)
-        rows = predict_baseline(entries, args.method, resolve_settings(args.setting), args.seed)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+        ensure_writable(args.out, "--out")  # before the work, not after it
+        test_path = find_test_file(args.test)
+        entries = load_test_set(test_path)
+        rows = predict_baseline(entries, args.method, resolve_settings(args.setting), args.seed, source=str(test_path))
+        write_predictions(args.out, rows)
+    except (DataError, OSError, ValueError) as exc:  # bad input (file, entry, setting named), unwritable --out
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_predictions(args.out, rows)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0
 

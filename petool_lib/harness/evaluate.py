@@ -5,6 +5,12 @@ CLI::
     python -m petool_lib.harness.evaluate --test PATH --predictions P.jsonl [--setting all] [--scoring paper|robust] [--json]
 
 The denominator is always every test entry of the setting: a missing prediction counts as wrong.
+
+Bad input is a one-line ``error: ...`` and exit 2, naming the file and line: bytes that are not UTF-8, a line that
+is not JSON (or holds a number over Python's 4,300-digit limit), a bad or unknown ``entry_id``, a file where no row
+has ``response``, an empty test set. A response is model output and never an error: whatever it holds (nesting,
+huge numbers, megabytes of braces) it is scored, as ``invalid_format`` when no call can be read
+(:mod:`petool_lib.harness.scoring`); a row without ``response`` is scored as wrong, with a warning.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core.io import JsonlError, read_jsonl, write_jsonl
+from ..core.io import JsonlError, read_jsonl_lines, write_jsonl
 from ..core.data import NO_HISTORY, DataError, Entry, load_test_set, normalize_setting, resolve_settings
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
@@ -35,45 +41,73 @@ def _history_bin(n: int) -> str:
     return "?"
 
 
-def validate_rows(rows: Iterable[dict[str, Any]], entries: list[Entry], source: str = "<rows>") -> list[dict[str, Any]]:
-    """Check prediction rows: known entry ids, a valid setting, a string response, no duplicate (id, setting)."""
+def _require_response_field(rows: list[Any], source: str) -> None:
+    """A file where no row has ``response`` is the wrong file or the wrong format, not a model scoring 0%."""
+    dicts = [r for r in rows if isinstance(r, dict)]
+    if dicts and not any("response" in r for r in dicts):
+        keys = sorted({str(k) for r in dicts for k in r})
+        shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+        raise PredictionError(f"{source}: no row has the field 'response' (the rows have: {shown}); a prediction "
+                              f"row is {{\"entry_id\": int, \"setting\": str, \"response\": str}}")
+
+
+def validate_rows(
+    rows: Iterable[dict[str, Any]], entries: list[Entry], source: str = "<rows>", lines: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Check prediction rows: known entry ids, a valid setting, a string response, no duplicate (id, setting).
+
+    ``lines``: the file line of each row (errors then name it). A row without ``response`` is scored as wrong
+    (marked ``response_missing``); a file where *no* row has it is an error.
+    """
+    rows = list(rows)
+    _require_response_field(rows, source)
     known = {e.entry_id for e in entries}
     seen: set[tuple[int, str]] = set()
     out = []
     for i, row in enumerate(rows, 1):
-        where = f"{source}: row {i}"
+        where = f"{source}: row {i}" + (f" (line {lines[i - 1]})" if lines else "")
         if not isinstance(row, dict):
-            raise PredictionError(f"{where}: expected an object")
+            raise PredictionError(f"{where}: expected an object, got {type(row).__name__}")
         eid = row.get("entry_id")
         if not isinstance(eid, int) or isinstance(eid, bool):
-            raise PredictionError(f"{where}: field 'entry_id' must be an integer, got {eid!r}")
+            raise PredictionError(f"{where}: field 'entry_id' must be an integer, got {_short(eid)}")
         if eid not in known:
-            raise PredictionError(f"{where}: entry_id {eid} is not in the test set")
+            raise PredictionError(f"{where}: entry_id {_short(eid)} is not in the test set")
         try:
             setting = normalize_setting(row.get("setting", ""))
         except ValueError as exc:
             raise PredictionError(f"{where} (entry {eid}): field 'setting': {exc}") from exc
         resp = row.get("response")
         if resp is not None and not isinstance(resp, str):
-            raise PredictionError(f"{where} (entry {eid}): field 'response' must be a string or null")
+            raise PredictionError(f"{where} (entry {eid}): field 'response' must be a string or null, got "
+                                  f"{type(resp).__name__}")
         if (eid, setting) in seen:
             raise PredictionError(f"{where}: duplicate prediction for entry {eid}, setting {setting}")
         seen.add((eid, setting))
-        out.append({**row, "setting": setting, "response": resp or ""})
+        extra = {} if "response" in row else {"response_missing": True}
+        out.append({**row, "setting": setting, "response": resp or "", **extra})
     return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters (a hostile value is named, not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_predictions(path: str | Path, entries: list[Entry], subset: bool = False) -> list[dict[str, Any]]:
     """Read and validate a JSONL prediction file. With ``subset=True`` rows of entries outside ``entries`` are
-    set aside (scoring a file on a chosen subset); otherwise an unknown entry id is an error."""
+    set aside (scoring a file on a chosen subset); otherwise an unknown entry id is an error. Every error names
+    the file and the line (bytes that are not UTF-8, a line that is not JSON, a number over Python's digit limit,
+    a bad field); a file where no row has ``response`` is an error."""
     try:
-        rows = read_jsonl(path)
+        numbered = read_jsonl_lines(path)
     except JsonlError as exc:
         raise PredictionError(str(exc)) from exc
     if subset:
         ids = {e.entry_id for e in entries}
-        rows = [r for r in rows if not isinstance(r, dict) or r.get("entry_id") in ids]
-    return validate_rows(rows, entries, str(path))
+        numbered = [(n, r) for n, r in numbered if not isinstance(r, dict) or r.get("entry_id") in ids]
+    return validate_rows([r for _, r in numbered], entries, str(path), [n for n, _ in numbered])
 
 
 def write_predictions(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
@@ -189,9 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = load_predictions(args.predictions, entries)
         settings = None if args.setting.strip().lower() == "all" else resolve_settings(args.setting)
         summary = summarize(score_rows(entries, rows, settings, args.scoring))
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except (DataError, OSError, ValueError) as exc:  # bad input (file and line named), unreadable file
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    no_response = sum(1 for r in rows if r.get("response_missing"))
+    if no_response:
+        print(f"warning: {args.predictions}: {no_response} row(s) have no 'response' field; scored as wrong",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

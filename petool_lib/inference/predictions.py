@@ -14,6 +14,11 @@ predictor kind, ``hf`` or ``openai``; the field keeps its name for existing file
 every setting and every model (:func:`petool_lib.core.data.select_subset`). Predictions are cached as they are made
 (:mod:`petool_lib.inference.cache`): an interrupted run continues where it stopped, and its final file equals an
 uninterrupted run's (apart from wall-clock ``latency_s``).
+
+The CLI checks ``--out`` (and ``--metrics``, the cache) can be written, and in ``constrained`` / ``rank`` mode that
+every entry has candidate tools, before loading the model; either failure is a one-line ``error: ...`` naming the
+path, or the test file, entry and setting, with exit 2. The output is written atomically under a temp name unique
+to the process and the call, so two runs on one ``--out`` never write through each other's temp file.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from ..core.data import DataError, Entry, load_test_set, resolve_settings, select_subset
-from ..core.io import write_json, write_jsonl
+from ..core.data import DataError, Entry, find_test_file, load_test_set, resolve_settings, select_subset
+from ..core.io import ensure_writable, write_json, write_jsonl
 from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
 from .config import CONTEXTS, DEFAULT_CONTEXT, MODES, DecodeConfig, EvalConfig, profile_eval_config
@@ -71,6 +76,22 @@ def default_cache_path(out: str | os.PathLike[str]) -> Path:
     return p.parent / ".cache" / f"{p.stem}.cache.jsonl"
 
 
+CANDIDATE_MODES = ("constrained", "rank")  # modes that choose among the entry's candidate tools
+
+
+def require_candidates(entries: Sequence[Entry], settings: Sequence[str], mode: str, source: str = "") -> None:
+    """In a mode that chooses among candidates, every entry needs one: raises :class:`DataError` naming the test
+    file (``source``), the entry and the setting, the way ``baselines`` does, before any model work."""
+    if mode not in CANDIDATE_MODES:
+        return
+    for s in settings:
+        for e in entries:
+            if not e.candidates:
+                where = f"{source}: entry {e.entry_id} ({s})" if source else f"entry {e.entry_id} ({s})"
+                raise DataError(f"{where}: no candidate tools; --mode {mode} chooses among them (generate mode "
+                                "scores such an entry as the model answers)")
+
+
 def predict(
     entries: Sequence[Entry],
     predictor: Predictor,
@@ -96,6 +117,7 @@ def predict(
         raise ValueError(f"the {predictor.name} predictor supports only mode(s) {predictor.modes}, not {mode!r}")
     cfg = cfg or DecodeConfig()
     settings = resolve_settings(settings) if isinstance(settings, str) else list(settings)
+    require_candidates(entries, settings, mode)
     work = [(s, e) for s in settings for e in entries]
     if context not in CONTEXTS:
         raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXTS}")
@@ -268,20 +290,30 @@ def main(argv: list[str] | None = None) -> int:
                          max_prompt_tokens=base.max_prompt_tokens if args.max_prompt_tokens is None else args.max_prompt_tokens,
                          decode=DecodeConfig(max_new_tokens=args.max_new_tokens, rank_score=args.rank_score,
                                              max_value_chars=args.max_value_chars or base.decode.max_value_chars))
-        entries = select_subset(load_test_set(args.test), args.limit, args.seed)
+        cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
+        for path, option in ((args.out, "--out"), (args.metrics, "--metrics"), (cache, "--cache")):
+            if path:
+                ensure_writable(path, option)  # before the model loads, not after the work
+        test_path = find_test_file(args.test)
+        entries = select_subset(load_test_set(test_path), args.limit, args.seed)
+        require_candidates(entries, resolve_settings(args.setting), mode, str(test_path))
         predictor = make_predictor(kind, args.model, args.adapter, cfg.dtype, args.concurrency, args.max_retries,
                                    args.timeout, args.max_new_tokens, args.tokenizer)
-        cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
         print(f"mode {mode}, context {cfg.context}, prompt budget {cfg.prompt_budget(predictor.context_window())}, "
               f"max value chars {cfg.decode.max_value_chars}", file=sys.stderr)
         t0 = time.perf_counter()
         rows = predict(entries, predictor, args.setting, mode, cfg.decode, cfg.prompt_budget(predictor.context_window()),
                        args.batch_size, cache, progress=not args.quiet, context=cfg.context)
         seconds = time.perf_counter() - t0
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except (DataError, FileNotFoundError, ValueError) as exc:  # bad input (file, entry, setting named), bad output path
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_rows(rows, args.out)
+    try:
+        write_rows(rows, args.out)
+    except OSError as exc:  # checked writable at the start; the location changed or filled up during the run
+        kept = f"; the predictions are cached in {cache}, a rerun writes them without predicting" if cache else ""
+        print(f"error: cannot write {args.out} ({exc}){kept}", file=sys.stderr)
+        return 2
     from ..harness.evaluate import evaluate_rows, format_table
 
     settings = resolve_settings(args.setting)
