@@ -2,22 +2,59 @@
 
     python -m petool_lib synthesize --tools sample|official|PATH --out DIR [--llm offline|openai|hf] [--seed N]
         [--train N] [--test N] [--holdout strict|shared-pool] [--test-set PATH] [--model NAME] [--dry-run]
+        [--overwrite] [--allow-fallback]
 
 (``python -m petool_lib.synthesis.cli`` runs the same.) ``--train`` counts examples per setting. ``--backend`` is
-the deprecated spelling of ``--llm``.
+the deprecated spelling of ``--llm``. ``--out`` must be writable and empty, absent, or a previous synthesis run
+(checked before any work); ``--overwrite`` uses another non-empty directory, replacing only the files synthesis
+writes. A model LLM that cannot be reached is an error unless ``--allow-fallback``; whatever fell back to the
+offline templates is counted in the manifest (``llm.fallback``) and in the last line printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from typing import Any, Callable
 
 from .config import SynthConfig
 from .grouping import EMBEDDINGS
 from .holdout import HOLDOUTS
 from .llm import LLMS
 from .pipeline import synthesize
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low`` (the error names the argument, as argparse's own do)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_in(low: float, high: float | None = None) -> Callable[[str], float]:
+    """A finite float >= ``low`` (and <= ``high`` when given)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+        if not (math.isfinite(value) and low <= value and (high is None or value <= high)):
+            rng = f"in [{low:g}, {high:g}]" if high is not None else f"a finite number >= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,21 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--llm", default=None, choices=LLMS, help="the synthesis LLM (default: offline, templates only)")
     ap.add_argument("--backend", default=None, choices=LLMS, help=argparse.SUPPRESS)  # deprecated: --llm
     ap.add_argument("--model", default=None, help="model name (openai: default gpt-4o-mini; hf: smollm2 | tiny | path)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train", type=int, default=SynthConfig.train, help="training examples per setting")
-    ap.add_argument("--test", type=int, default=SynthConfig.test, help="synthesized test entries")
+    ap.add_argument("--seed", type=_int_at_least(0), default=0)
+    ap.add_argument("--train", type=_int_at_least(0), default=SynthConfig.train, help="training examples per setting")
+    ap.add_argument("--test", type=_int_at_least(0), default=SynthConfig.test, help="synthesized test entries")
     ap.add_argument("--holdout", default="strict", choices=HOLDOUTS)
     ap.add_argument("--test-set", default=None, help="official test set (file or directory); default: the data finder")
-    ap.add_argument("--instructions-per-api", type=int, default=SynthConfig.instructions_per_api)
-    ap.add_argument("--group-threshold", type=float, default=SynthConfig.group_threshold)
-    ap.add_argument("--noise", type=float, default=SynthConfig.noise)
+    ap.add_argument("--instructions-per-api", type=_int_at_least(1), default=SynthConfig.instructions_per_api)
+    ap.add_argument("--group-threshold", type=_float_in(0.0, 1.0), default=SynthConfig.group_threshold)
+    ap.add_argument("--noise", type=_float_in(0.0), default=SynthConfig.noise)
     ap.add_argument("--embedding", default="auto", choices=EMBEDDINGS)
-    ap.add_argument("--llm-limit", type=int, default=None, help="send at most this many APIs per step to the model")
-    ap.add_argument("--llm-max-tokens", type=int, default=None, help="reply length cap (default 256 openai, 128 hf)")
-    ap.add_argument("--concurrency", type=int, default=SynthConfig.concurrency, help="openai: parallel requests")
+    ap.add_argument("--llm-limit", type=_int_at_least(0), default=None,
+                    help="send at most this many APIs per step to the model")
+    ap.add_argument("--llm-max-tokens", type=_int_at_least(1), default=None,
+                    help="reply length cap (default 256 openai, 128 hf)")
+    ap.add_argument("--concurrency", type=_int_at_least(1), default=SynthConfig.concurrency,
+                    help="openai: parallel requests")
     ap.add_argument("--cache-dir", default=None, help="LLM reply cache (default $PETOOL_CACHE/llm)")
     ap.add_argument("--dry-run", action="store_true", help="print the expected model calls and tokens, write nothing")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="use a non-empty --out that is not a previous synthesis run (only synthesis files replaced)")
+    ap.add_argument("--allow-fallback", action="store_true",
+                    help="go on with the offline templates when the model LLM cannot be reached (counted)")
     return ap
 
 
@@ -54,14 +98,15 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
                        instructions_per_api=args.instructions_per_api, group_threshold=args.group_threshold,
                        noise=args.noise, embedding=args.embedding, llm_limit=args.llm_limit,
                        llm_max_tokens=args.llm_max_tokens, concurrency=args.concurrency, cache_dir=args.cache_dir,
-                       progress=not args.no_progress, dry_run=args.dry_run)
+                       progress=not args.no_progress, dry_run=args.dry_run, allow_fallback=args.allow_fallback,
+                       overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(build_parser().parse_args(argv))
     try:
         m = synthesize(cfg)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OutputDirError is a ValueError, LLMUnavailable a RuntimeError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if cfg.dry_run:
@@ -77,7 +122,20 @@ def main(argv: list[str] | None = None) -> int:
               f"train target groups with official GT API {lk['train_target_groups_with_official_gt_api']}")
     else:
         print(f"holdout check skipped: {lk.get('reason')}")
+    line = fallback_line(m["llm"]["fallback"])
+    if line:
+        print(line, file=sys.stderr)
     return 0
+
+
+def fallback_line(fb: dict[str, Any]) -> str:
+    """The run's last line when items fell back to the offline templates (empty when none did)."""
+    if not fb["items"]:
+        return ""
+    why = ", ".join(f"{k} {v}" for k, v in fb["failed_requests"].items()) or "no failed request"
+    return (f"warning: {fb['items']} items fell back to the offline templates (tool understanding "
+            f"{fb['tool_understanding']}, instruction APIs {fb['instructions']}); failed requests: {why}"
+            + (f"; {fb['endpoint_unreachable']}" if fb["endpoint_unreachable"] else ""))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from .holdout import HOLDOUTS
 from .llm import LLMS
 
 # run-local settings: where files go and how the run reports progress; they never change what is synthesized
-NOT_RECORDED = ("out", "cache_dir", "progress", "dry_run", "test_set")
+NOT_RECORDED = ("out", "cache_dir", "progress", "dry_run", "test_set", "overwrite")
 
 
 @dataclass
@@ -19,6 +19,10 @@ class SynthConfig:
     """Every knob of a synthesis run (recorded in the manifest, except the output/cache paths and progress).
 
     ``llm`` is the synthesis LLM (:data:`~petool_lib.synthesis.llm.LLMS`): ``offline`` | ``openai`` | ``hf``.
+    ``allow_fallback``: a model LLM that cannot be reached (or answers nothing) is an error unless this is set; with
+    it the run goes on with the offline templates and the manifest counts what fell back and why. ``overwrite``: a
+    non-empty ``out`` that is not a previous synthesis run is used anyway (only the files synthesis writes are
+    replaced).
     """
 
     tools: str = "sample"
@@ -45,6 +49,8 @@ class SynthConfig:
     cache_dir: str | None = None
     progress: bool = True
     dry_run: bool = False
+    allow_fallback: bool = False
+    overwrite: bool = False
 
     def recorded(self) -> dict[str, Any]:
         """The parameters the manifest records: every field but :data:`NOT_RECORDED`."""
@@ -61,3 +67,12 @@ class SynthConfig:
             raise ValueError(f"unknown llm {self.llm!r}; expected one of {LLMS}")
         if self.train < 0 or self.test < 0:
             raise ValueError("--train and --test must be >= 0")
+        for name, value, low in (("seed", self.seed, 0), ("instructions_per_api", self.instructions_per_api, 1),
+                                 ("concurrency", self.concurrency, 1), ("llm_limit", self.llm_limit, 0),
+                                 ("llm_max_tokens", self.llm_max_tokens, 1)):
+            if value is not None and value < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+        if not 0.0 <= self.noise < float("inf"):
+            raise ValueError(f"--noise must be a finite number >= 0, got {self.noise}")
+        if not 0.0 <= self.group_threshold <= 1.0:
+            raise ValueError(f"--group-threshold must be in [0, 1], got {self.group_threshold}")

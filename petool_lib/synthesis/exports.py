@@ -1,13 +1,24 @@
 """Step 6, outputs: the official combined test file, TRL SFT/DPO rows, an HF ``datasets`` DatasetDict, the
-LLaMA-Factory export the reference configs expect, and the manifest's file hashes.
+LLaMA-Factory export the reference configs expect, the manifest's file hashes, and who owns the output directory.
 
 File contents never hold timestamps or absolute paths, so the same inputs and seed give byte-identical files. Files
 are written with :mod:`petool_lib.core.io` (atomically).
+
+The output directory (:func:`claim_out_dir`, checked before any work): an absent or empty directory is used as is;
+a previous synthesis run (recognised by its ``manifest.json``, or notebook 01's ``groups.json``) is rerun in place,
+removing only the files that run wrote and that synthesis writes (:func:`is_synthesis_output`); any other non-empty
+directory is refused unless ``overwrite``, and then only the files synthesis writes are replaced. Nothing else in it
+is touched, and the manifest lists only the files the run wrote.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -76,8 +87,12 @@ def write_llamafactory(root: Path, sft: Sequence[dict[str, Any]], dpo: Sequence[
     return written
 
 
-def write_hf(root: Path, sft: Sequence[dict[str, Any]], dpo: Sequence[dict[str, Any]], test: Sequence[Entry]) -> Path:
-    """A ``datasets`` DatasetDict on disk with splits ``sft``, ``dpo`` and ``test`` (nested tool docs as JSON text)."""
+def write_hf(root: Path, sft: Sequence[dict[str, Any]], dpo: Sequence[dict[str, Any]], test: Sequence[Entry]
+             ) -> list[Path]:
+    """A ``datasets`` DatasetDict on disk with splits ``sft``, ``dpo`` and ``test`` (nested tool docs as JSON text).
+
+    Saved into a staging folder beside ``root`` and moved in file by file, so the files written are known (returned)
+    and nothing else under ``root`` is touched."""
     from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar
 
@@ -94,12 +109,20 @@ def write_hf(root: Path, sft: Sequence[dict[str, Any]], dpo: Sequence[dict[str, 
         splits["dpo"] = Dataset.from_list(list(dpo))
     if test_rows:
         splits["test"] = Dataset.from_list(test_rows)
-    disable_progress_bar()
-    try:
-        DatasetDict(splits).save_to_disk(str(root))
-    finally:
-        enable_progress_bar()
-    return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".{root.name}.staging-") as staging:
+        disable_progress_bar()
+        try:
+            DatasetDict(splits).save_to_disk(staging)
+        finally:
+            enable_progress_bar()
+        for src in sorted(p for p in Path(staging).rglob("*") if p.is_file()):
+            dst = root / src.relative_to(staging)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            written.append(dst)
+    return written
 
 
 def sha256_file(path: Path) -> str:
@@ -114,3 +137,123 @@ def file_hashes(root: Path, exclude: Sequence[str] = ("manifest.json",)) -> dict
     """``{relative path: sha256}`` of every file under ``root`` (sorted), except ``exclude``."""
     return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*"))
             if p.is_file() and str(p.relative_to(root)) not in exclude}
+
+
+def written_hashes(root: Path, paths: Sequence[Path]) -> dict[str, str]:
+    """``{relative path: sha256}`` of the files a run wrote (sorted by path; POSIX separators)."""
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(set(paths))}
+
+
+# --- who owns the output directory ---------------------------------------------------------------------------------
+
+MANIFEST = "manifest.json"
+_TOP_FILES = {"tools.jsonl", "groups.json", "users.jsonl", "test.json", "sft.jsonl", "dpo.jsonl", MANIFEST}
+_HF_FILE = re.compile(r"hf/(dataset_dict\.json|(sft|dpo|test)/(data-\d{5}-of-\d{5}\.arrow|dataset_info\.json"
+                      r"|state\.json))")
+_LF_FILE = re.compile(r"llamafactory/dataset_(sft|dpo)/(user_entries_(sft|dpo)_[prc]\.json|dataset_info\.json)")
+
+
+class OutputDirError(ValueError):
+    """``--out`` cannot be used (not writable, or a non-empty directory synthesis does not own)."""
+
+
+def is_synthesis_output(rel: str) -> bool:
+    """Whether ``rel`` (a POSIX path relative to the output directory) is a file synthesis writes."""
+    return rel in _TOP_FILES or bool(_HF_FILE.fullmatch(rel) or _LF_FILE.fullmatch(rel))
+
+
+PREPARATION_FILES = ("tools.jsonl", "groups.json")  # what notebook 01 (``write_tool_files``) writes
+
+
+def previous_run_files(out: Path) -> dict[str, str] | None:
+    """The files a previous run wrote into ``out`` (``{relative path: sha256}``): its manifest's ``files``, or,
+    without a manifest, notebook 01's tool files (recognised by ``groups.json``; hashes empty). None when ``out``
+    holds neither."""
+    try:
+        m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _preparation_files(out)
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(m, dict) and {"seed", "parameters", "counts", "files"} <= set(m)
+            and isinstance(m["files"], dict)):
+        return None
+    return {str(k): str(v) for k, v in m["files"].items()}
+
+
+def _preparation_files(out: Path) -> dict[str, str] | None:
+    try:
+        groups = json.loads((out / "groups.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(groups, dict) and set(groups) == {"threshold", "embedding_backend", "max_size",
+                                                          "size_distribution", "groups"}):
+        return None
+    return {rel: "" for rel in PREPARATION_FILES if (out / rel).is_file()}
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable(out: Path) -> None:
+    """Raise :class:`OutputDirError` unless ``out`` (or the folder it would be created in) takes a new file."""
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"--out {out}: exists and is not a directory")
+    base = _existing_ancestor(out)
+    if not base.is_dir():
+        raise OutputDirError(f"--out {out}: {base} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".petool-write-check-")
+    except OSError as exc:
+        raise OutputDirError(f"--out {out}: cannot write to {base} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+@dataclass
+class OutDir:
+    """A checked output directory: ``stale`` = the previous run's files (relative) to remove before writing."""
+
+    root: Path
+    stale: list[str] = field(default_factory=list)
+
+
+def claim_out_dir(out: str | Path, overwrite: bool = False) -> OutDir:
+    """Check ``out`` before any work (see the module docstring); raises :class:`OutputDirError`."""
+    root = Path(out)
+    check_writable(root)
+    if not root.is_dir() or not any(root.iterdir()):
+        return OutDir(root)
+    files = previous_run_files(root)
+    if files is None:
+        if not overwrite:
+            raise OutputDirError(
+                f"--out {root}: directory is not empty and is not a previous synthesis run (no manifest.json); "
+                "choose an empty directory or pass --overwrite (replaces only the files synthesis writes)")
+        return OutDir(root)
+    return OutDir(root, sorted(r for r in files if is_synthesis_output(r) and (root / r).is_file()))
+
+
+def remove_stale(out: OutDir) -> int:
+    """Remove the previous run's files (only those :func:`is_synthesis_output` accepts) and the folders this
+    empties; returns how many files were removed."""
+    root = out.root.resolve()
+    dirs: set[Path] = set()
+    n = 0
+    for rel in out.stale:
+        p = root / rel
+        if not is_synthesis_output(rel) or p.is_symlink() or not p.is_file() or root not in p.resolve().parents:
+            continue  # not ours, or reached through a link out of the directory
+        p.unlink()
+        n += 1
+        dirs.update(d for d in p.parents if root in d.parents)
+    for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        try:
+            d.rmdir()  # only when empty
+        except OSError:
+            pass
+    return n

@@ -11,10 +11,16 @@ offline LLM: the caller then uses its template). The model LLMs
 - can estimate the cost of a batch before spending (:meth:`SynthLLM.plan`: calls not yet cached and tokens, with
   ~4 characters per prompt token plus ``max_tokens`` per reply).
 
-``openai`` retries rate limits (429), 5xx replies, timeouts and connection errors with exponential backoff
-(honouring ``Retry-After``), and runs at most ``concurrency`` requests at a time. Replies are validated by the
-caller (:func:`parse_json_reply`); an invalid reply is asked again once with an ``attempt`` marker in the cache key,
-then the caller falls back to the offline template and counts it.
+``openai`` leaves retries to the SDK (``max_retries``: rate limits, 5xx replies, timeouts and connection errors,
+exponential backoff with jitter, ``Retry-After`` honoured) and runs at most ``concurrency`` requests at a time. Its
+first uncached request of a run is a probe sent without retries: when the endpoint cannot be reached (connection
+refused, DNS failure) the run stops at once with :class:`LLMUnavailable` naming the base URL, or, with
+``allow_fallback``, every request of the run fails at once (counted as ``connection_error``) and the callers use
+their templates. A request that fails for good is counted by reason in :attr:`LLMStats.failure_reasons`.
+
+Replies are validated by the caller (:func:`parse_json_reply`); an invalid reply is asked again once with an
+``attempt`` marker in the cache key, then the caller falls back to the offline template and counts it. A failed
+request is not asked again and is counted as ``failed``, not as invalid JSON.
 """
 
 from __future__ import annotations
@@ -24,9 +30,8 @@ import json
 import os
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -61,13 +66,19 @@ class LLMStats:
     requests: int = 0  # asked for by the callers (cached or not)
     api_calls: int = 0  # answered by the model (not from the cache)
     cache_hits: int = 0
-    retries: int = 0  # transient errors asked again (openai)
+    retries: int = 0  # transient errors asked again (openai; as the SDK reports them)
     failures: int = 0  # given up on: the caller falls back to its template
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)  # failures by reason (connection_error, http_500 ...)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class LLMUnavailable(RuntimeError):
+    """A model LLM that cannot be used at all (unreachable endpoint, or no request answered); the run stops unless
+    fallback to the offline templates is allowed."""
 
 
 class DiskCache:
@@ -203,21 +214,27 @@ class OfflineLLM(SynthLLM):
 
 
 class OpenAILLM(SynthLLM):
-    """The official ``openai`` client against any OpenAI-compatible server (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
+    """The official ``openai`` client against any OpenAI-compatible server (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``).
+
+    ``max_retries`` and ``timeout`` go to the SDK client. ``allow_fallback``: an unreachable endpoint makes every
+    request fail (and the callers fall back) instead of raising :class:`LLMUnavailable`.
+    """
 
     name = "openai"
 
     def __init__(self, model: str = DEFAULT_OPENAI_MODEL, temperature: float = 0.0, max_tokens: int = 256,
                  cache_dir: str | Path | None = None, progress: bool = True, concurrency: int = 4,
-                 max_retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
-                 base_url: str | None = None, api_key: str | None = None) -> None:
+                 max_retries: int = 5, timeout: float = 60.0, base_url: str | None = None,
+                 api_key: str | None = None, allow_fallback: bool = False) -> None:
         super().__init__(model, temperature, max_tokens, cache_dir, progress)
         self.concurrency = max(1, int(concurrency))
-        self.max_retries = max_retries
-        self.backoff = backoff
+        self.max_retries = max(0, int(max_retries))
         self.timeout = timeout
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.allow_fallback = allow_fallback
+        self.unreachable: str | None = None  # why the endpoint could not be reached (allow_fallback only)
+        self._answered = False  # the endpoint has answered a request of this run
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -227,49 +244,113 @@ class OpenAILLM(SynthLLM):
 
             if not self.api_key:
                 raise RuntimeError("llm openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)")
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries,
+                                         timeout=self.timeout)
         return self._client
 
-    def _retry_after(self, exc: Exception, attempt: int) -> float:
-        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-        try:
-            ra = float(headers.get("retry-after", ""))
-            if 0 <= ra <= 60:
-                return ra
-        except (TypeError, ValueError):
-            pass
-        return self.backoff * (2 ** attempt)
+    def endpoint(self) -> str:
+        """The base URL requests go to (for messages)."""
+        return str(self.client().base_url).rstrip("/")
 
-    def _one(self, req: ChatRequest) -> tuple[str, dict[str, int]] | None:
+    def _count(self, retries: int = 0, failure: str | None = None) -> None:
+        with self._lock:
+            self.stats.retries += retries
+            if failure is not None:
+                self.stats.failure_reasons[failure] = self.stats.failure_reasons.get(failure, 0) + 1
+
+    @staticmethod
+    def failure_reason(exc: Exception) -> str:
+        """A short label for a failed request: timeout | connection_error | rate_limited | http_<status> | <type>."""
         import openai
 
+        if isinstance(exc, openai.APITimeoutError):
+            return "timeout"
+        if isinstance(exc, openai.APIConnectionError):
+            return "connection_error"
+        if isinstance(exc, openai.RateLimitError):
+            return "rate_limited"
+        if isinstance(exc, openai.APIStatusError):
+            return f"http_{exc.status_code}"
+        return type(exc).__name__
+
+    @staticmethod
+    def _retryable(exc: Exception) -> bool:
+        import openai
+
+        return isinstance(exc, (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)) or (
+            isinstance(exc, openai.APIStatusError) and exc.status_code in (408, 409))
+
+    def _create(self, client: Any, req: ChatRequest) -> tuple[str, dict[str, int]]:
+        raw = client.chat.completions.with_raw_response.create(
+            model=self.model, messages=req.message_dicts(), temperature=self.temperature, max_tokens=self.max_tokens)
+        resp = raw.parse()
+        self._count(retries=int(getattr(raw, "retries_taken", 0) or 0))
+        self._answered = True
+        text = resp.choices[0].message.content or ""
+        usage = {"prompt_tokens": int(getattr(resp.usage, "prompt_tokens", 0) or 0),
+                 "completion_tokens": int(getattr(resp.usage, "completion_tokens", 0) or 0)}
+        return text, usage
+
+    def _one(self, req: ChatRequest, max_retries: int | None = None) -> tuple[str, dict[str, int]] | None:
+        """One request with the SDK's retries (``max_retries`` overrides the client's); None when it failed."""
+        import openai
+
+        if self.unreachable is not None:
+            self._count(failure="connection_error")
+            return None
         client = self.client()
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = client.chat.completions.create(model=self.model, messages=req.message_dicts(),
-                                                      temperature=self.temperature, max_tokens=self.max_tokens)
-                text = resp.choices[0].message.content or ""
-                usage = {"prompt_tokens": int(getattr(resp.usage, "prompt_tokens", 0) or 0),
-                         "completion_tokens": int(getattr(resp.usage, "completion_tokens", 0) or 0)}
-                return text, usage
-            except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-                    openai.InternalServerError) as exc:
-                retryable = True
-                err: Exception = exc
-            except openai.APIStatusError as exc:
-                retryable = exc.status_code >= 500
-                err = exc
-            if not retryable or attempt == self.max_retries:
-                tqdm.write(f"openai: giving up on {req.key}: {type(err).__name__}: {str(err)[:120]}")
-                return None
-            with self._lock:
-                self.stats.retries += 1
-            time.sleep(self._retry_after(err, attempt))
+        if max_retries is not None:
+            client = client.with_options(max_retries=max_retries)
+        try:
+            return self._create(client, req)
+        except openai.APIError as exc:
+            n = client.max_retries if self._retryable(exc) else 0
+            self._count(retries=n, failure=self.failure_reason(exc))
+            tqdm.write(f"openai: giving up on {req.key}: {type(exc).__name__}: {str(exc)[:120]}")
+            return None
+
+    def _probe(self, req: ChatRequest) -> tuple[str, dict[str, int]] | None:
+        """The first request of a run, without retries: a refused connection or failed DNS lookup stops the run
+        (:class:`LLMUnavailable`) or, with ``allow_fallback``, marks the endpoint unreachable; any other error is
+        retried as usual (the probe counts as the first try)."""
+        import openai
+
+        err: Exception
+        try:
+            return self._create(self.client().with_options(max_retries=0), req)
+        except openai.APIConnectionError as exc:
+            if not isinstance(exc, openai.APITimeoutError):  # a timeout is slow, not absent: retried below
+                return self._on_unreachable(exc)
+            err = exc
+        except openai.APIError as exc:
+            err = exc
+        if not self._retryable(err) or self.max_retries == 0:
+            self._count(failure=self.failure_reason(err))
+            tqdm.write(f"openai: giving up on {req.key}: {type(err).__name__}: {str(err)[:120]}")
+            return None
+        self._count(retries=1)
+        return self._one(req, max_retries=self.max_retries - 1)
+
+    def _on_unreachable(self, exc: Exception) -> None:
+        """The probe could not connect: raise :class:`LLMUnavailable`, or (``allow_fallback``) remember why."""
+        cause = exc.__cause__ or exc
+        why = f"cannot connect to {self.endpoint()} ({type(cause).__name__}: {str(cause)[:160]})"
+        if not self.allow_fallback:
+            raise LLMUnavailable(f"llm openai: {why}; start the server or fix OPENAI_BASE_URL, "
+                                 "or pass --allow-fallback to use the offline templates") from None
+        self.unreachable = why
+        tqdm.write(f"warning: llm openai: {why}; every model request falls back to the offline templates "
+                   "(--allow-fallback)")
+        self._count(failure="connection_error")
         return None
 
     def _generate(self, requests: list[ChatRequest], desc: str) -> list[tuple[str, dict[str, int]] | None]:
+        first: list[tuple[str, dict[str, int]] | None] = []
+        if not self._answered and self.unreachable is None and requests:
+            first, requests = [self._probe(requests[0])], requests[1:]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(tqdm(pool.map(self._one, requests), total=len(requests), desc=desc, disable=not self.progress))
+            rest = list(tqdm(pool.map(self._one, requests), total=len(requests), desc=desc, disable=not self.progress))
+        return first + rest
 
 
 class HFLLM(SynthLLM):
@@ -337,11 +418,12 @@ def ask_json(
 ) -> tuple[list[Any], dict[str, int]]:
     """Ask for JSON replies; ``validate(obj, index)`` returns the cleaned value or None (invalid).
 
-    Invalid replies are asked again (up to ``json_retries`` times, a new cache key each time). Returns the valid
+    Invalid replies are asked again (up to ``json_retries`` times, a new cache key each time); a failed request
+    (no reply: see :attr:`LLMStats.failure_reasons`) is counted as ``failed`` and not asked again. Returns the valid
     values (None where the caller must fall back) and counts ``{"valid", "invalid_json", "invalid_content",
-    "reasked", "fallback"}``.
+    "failed", "reasked", "fallback"}``.
     """
-    counts = {"valid": 0, "invalid_json": 0, "invalid_content": 0, "reasked": 0, "fallback": 0}
+    counts = {"valid": 0, "invalid_json": 0, "invalid_content": 0, "failed": 0, "reasked": 0, "fallback": 0}
     values: list[Any] = [None] * len(requests)
     pending = list(range(len(requests)))
     current = list(requests)
@@ -354,6 +436,9 @@ def ask_json(
         replies = llm.chat([current[i] for i in pending], desc=desc if attempt == 0 else f"{desc} (re-ask)")
         still = []
         for i, text in zip(pending, replies):
+            if text is None:  # the request failed (already retried by the LLM): fall back, do not re-ask
+                counts["failed"] += 1
+                continue
             obj = parse_json_reply(text)
             value = validate(obj, i) if obj is not None else None
             if value is not None:
@@ -367,5 +452,5 @@ def ask_json(
                 counts["reasked"] += 1
             still.append(i)
         pending = still
-    counts["fallback"] = len(pending)
+    counts["fallback"] = len(pending) + counts["failed"]
     return values, counts

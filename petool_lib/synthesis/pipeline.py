@@ -16,7 +16,6 @@ Each step is documented in its module: :mod:`~petool_lib.synthesis.catalog`, :mo
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +27,14 @@ from ..core.io import write_json, write_jsonl
 from .catalog import Catalog, load_catalog
 from .config import SynthConfig
 from .examples import HARD_POOL, Example, Synthesizer
-from .exports import dpo_rows, file_hashes, sft_rows, write_hf, write_llamafactory
+from .exports import (MANIFEST, OutDir, claim_out_dir, dpo_rows, remove_stale, sft_rows, write_hf,
+                      write_llamafactory, written_hashes)
 from .grouping import Group, api_text, embed_texts, group_apis, nearest_neighbours, pairwise_agreement, size_distribution
 from .histories import measure_structure
 from .holdout import OfficialReference, drop_official_queries, leakage_report, load_reference, split_groups
 from .instructions import Instruction, build_pools
 from .instructions import plan_requests as plan_instruction_requests
-from .llm import SynthLLM, make_llm
+from .llm import LLMUnavailable, SynthLLM, make_llm
 from .preferences import PreferenceModel
 from .understanding import ATTRIBUTES, derived_share, provider_profiles, understand
 from .understanding import plan_requests as plan_understanding_requests
@@ -75,7 +75,30 @@ def _make_llm(cfg: SynthConfig) -> SynthLLM:
         kw["max_tokens"] = cfg.llm_max_tokens
     if cfg.llm == "openai":
         kw["concurrency"] = cfg.concurrency
+        kw["allow_fallback"] = cfg.allow_fallback
     return make_llm(cfg.llm, cfg.model, **kw)
+
+
+def require_replies(cfg: SynthConfig, llm: SynthLLM, step: str) -> None:
+    """A run that asked a model LLM and got no reply at all stops here (:class:`LLMUnavailable`), unless
+    ``cfg.allow_fallback``: then the manifest's ``llm.fallback`` counts what fell back."""
+    st = llm.stats
+    if cfg.allow_fallback or not llm.is_model or st.failures == 0 or st.api_calls or st.cache_hits:
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(st.failure_reasons.items()))
+    raise LLMUnavailable(f"llm {llm.name}: none of the {st.failures} {step} requests got a reply ({reasons}); "
+                         "pass --allow-fallback to use the offline templates instead")
+
+
+def fallback_summary(prep: "Preparation") -> dict[str, Any]:
+    """What fell back to the offline templates and why (the manifest's ``llm.fallback``; 0 items for ``offline``,
+    whose templates are the design, not a fallback)."""
+    u, i = prep.u_counts, prep.i_counts
+    return {"allowed": prep.cfg.allow_fallback,
+            "items": u.get("fallback", 0) + i.get("fallback_apis", 0),
+            "tool_understanding": u.get("fallback", 0), "instructions": i.get("fallback_apis", 0),
+            "failed_requests": dict(sorted(prep.llm.stats.failure_reasons.items())),
+            "endpoint_unreachable": getattr(prep.llm, "unreachable", None)}
 
 
 def _llm_plan(cfg: SynthConfig, llm: SynthLLM, catalog: Catalog) -> dict[str, Any]:
@@ -132,6 +155,7 @@ def prepare(cfg: SynthConfig) -> Preparation:
     # 1. tool understanding
     t = time.perf_counter()
     understood, u_counts = understand(catalog.documented, llm, cfg.progress, cfg.llm_limit)
+    require_replies(cfg, llm, "tool understanding")
     timings["understanding"] = time.perf_counter() - t
 
     # 2. functional grouping
@@ -158,6 +182,7 @@ def prepare(cfg: SynthConfig) -> Preparation:
     t = time.perf_counter()
     prefs = PreferenceModel(provider_profiles(docs, understood), cfg.seed, cfg.noise, cfg.concentration)
     pools, i_counts = build_pools(catalog.apis, llm, cfg.seed, cfg.instructions_per_api, cfg.progress, cfg.llm_limit)
+    require_replies(cfg, llm, "instruction")
     strict = cfg.holdout == "strict"
     i_counts["removed_official_queries"] = drop_official_queries(pools, ref) if (strict and ref is not None) else 0
     synth = Synthesizer(cfg, catalog, groups, pools, prefs, neighbours, ref)
@@ -201,7 +226,8 @@ def preparation_summary(prep: Preparation) -> dict[str, Any]:
                    "official_test_set": prep.ref.summary() if prep.ref is not None else {"found": False, "reason": prep.ref_reason}},
         "skipped_inputs": {"counts": prep.catalog.skip_counts(), "items": [s.to_dict() for s in prep.catalog.skipped[:200]]},
         "llm": {**prep.llm.describe(), "plan": prep.plan, "stats": prep.llm.stats.to_dict(),
-                "tool_understanding": prep.u_counts, "instructions": prep.i_counts},
+                "tool_understanding": prep.u_counts, "instructions": prep.i_counts,
+                "fallback": fallback_summary(prep)},
         "understanding": {"attribute_derived_share": derived_share(prep.understood)},
         "grouping": {"groups": len(prep.groups), "size_distribution": size_distribution(prep.groups),
                      "embedding_backend": prep.embedding_backend, "threshold": cfg.group_threshold,
@@ -266,13 +292,42 @@ def _user_rows(examples: dict[str, list[Example]]) -> list[dict[str, Any]]:
             for split in ("train", "test") for ex in examples[split]]
 
 
+def write_outputs(out: OutDir, prep: Preparation, examples: dict[str, list[Example]]
+                  ) -> tuple[list[Path], dict[str, int]]:
+    """Step 6: every data file (the previous run's files removed first, nothing else touched); returns the files
+    written and the counts the manifest records."""
+    remove_stale(out)
+    root = out.root
+    train_entries = [ex.entry for ex in examples["train"]]
+    test_entries = [ex.entry for ex in examples["test"]]
+    users = _user_rows(examples)
+    sft = sft_rows(train_entries)
+    rej = {ex.entry.entry_id: ex.rejected_call for ex in examples["train"]}
+    dpo = dpo_rows(train_entries, rej)
+    written = [*write_tool_files(prep, root),
+               write_jsonl(root / "users.jsonl", users),
+               write_json(root / "test.json", [e.to_dict() for e in test_entries]),
+               write_jsonl(root / "sft.jsonl", sft),
+               write_jsonl(root / "dpo.jsonl", dpo),
+               *write_llamafactory(root / "llamafactory", sft, dpo),
+               *write_hf(root / "hf", sft, dpo, test_entries)]
+    counts = {"train_entries": len(train_entries), "test_entries": len(test_entries), "sft_rows": len(sft),
+              "dpo_rows": len(dpo), "users": len(users),
+              "rejected_equals_chosen": sum(r["chosen"][0]["content"] == r["rejected"][0]["content"] for r in dpo)}
+    return written, counts
+
+
 def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, Any]:
     """Run the whole pipeline and write every output under ``cfg.out``; returns the manifest.
 
-    With ``cfg.dry_run`` only the LLM plan (calls and tokens a model LLM would spend) is returned.
+    ``cfg.out`` is checked before any work (:func:`~petool_lib.synthesis.exports.claim_out_dir`: writable; empty, a
+    previous run, or ``cfg.overwrite``). With ``cfg.dry_run`` only the LLM plan (calls and tokens a model LLM would
+    spend) is returned.
     """
     if cfg.dry_run:
         return {"dry_run": True, "llm_plan": plan_llm(cfg)}
+    cfg.validate()
+    out = claim_out_dir(cfg.out, cfg.overwrite)
     prep = prep or prepare(cfg)
     timings = dict(prep.timings)
 
@@ -283,25 +338,11 @@ def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, A
 
     # 6. outputs
     t = time.perf_counter()
-    out = Path(cfg.out)
-    if out.exists():
-        for name in ("hf", "llamafactory"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    write_tool_files(prep, out)
-    train_entries = [ex.entry for ex in examples["train"]]
-    test_entries = [ex.entry for ex in examples["test"]]
-    users = _user_rows(examples)
-    write_jsonl(out / "users.jsonl", users)
-    write_json(out / "test.json", [e.to_dict() for e in test_entries])
-    sft = sft_rows(train_entries)
-    rej = {ex.entry.entry_id: ex.rejected_call for ex in examples["train"]}
-    dpo = dpo_rows(train_entries, rej)
-    write_jsonl(out / "sft.jsonl", sft)
-    write_jsonl(out / "dpo.jsonl", dpo)
-    write_llamafactory(out / "llamafactory", sft, dpo)
-    write_hf(out / "hf", sft, dpo, test_entries)
+    written, counts = write_outputs(out, prep, examples)
     timings["write"] = time.perf_counter() - t
 
+    train_entries = [ex.entry for ex in examples["train"]]
+    test_entries = [ex.entry for ex in examples["test"]]
     all_ex = examples["train"] + examples["test"]
     alignment = sum(ex.user.tool_comb[0] == ex.aligned_provider for ex in all_ex) / max(1, len(all_ex))
     ref = prep.ref
@@ -315,13 +356,14 @@ def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, A
         "preferences": {"noise": cfg.noise, "concentration": cfg.concentration,
                         "preferred_equals_noise_free_best": round(alignment, 4)},
         "counts": {"apis": len(prep.catalog.apis), "documented_apis": len(prep.catalog.documented),
-                   "train_entries": len(train_entries), "test_entries": len(test_entries), "sft_rows": len(sft),
-                   "dpo_rows": len(dpo), "users": len(users), "categories": len(prep.catalog.categories()),
-                   "rejected_equals_chosen": sum(r["chosen"][0]["content"] == r["rejected"][0]["content"] for r in dpo)},
+                   "train_entries": counts["train_entries"], "test_entries": counts["test_entries"],
+                   "sft_rows": counts["sft_rows"], "dpo_rows": counts["dpo_rows"], "users": counts["users"],
+                   "categories": len(prep.catalog.categories()),
+                   "rejected_equals_chosen": counts["rejected_equals_chosen"]},
         "structure": structure,
         "leakage": leakage_report(cfg, ref, prep.ref_reason, examples["train"], examples["test"]),
     }
-    manifest["files"] = file_hashes(out)
-    write_json(out / "manifest.json", manifest, indent=2)
+    manifest["files"] = written_hashes(out.root, written)  # only what this run wrote
+    write_json(out.root / MANIFEST, manifest, indent=2)
     manifest["timings_s"] = {k: round(v, 2) for k, v in timings.items()}  # returned only: not in the hashed files
     return manifest

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.data import DataError
 from .backend import BACKENDS, BackendError, prepare_backend
-from .checkpoints import to_jsonable
+from .checkpoints import ResumeError, to_jsonable
 from .config import PROFILE_NAMES, STAGES, ProfileError, load_training_profile, stage_config
 from .dpo import train_dpo
 from .sft import train_sft
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--settings", default=None,
                        help="train only on rows of these settings, e.g. ratings (comma list; default: all)")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
+        s.add_argument("--no-resume", action="store_true",
+                       help="ignore checkpoints of an interrupted run (by default a rerun resumes from the newest "
+                            "complete checkpoint of the same config and data; incomplete ones are skipped)")
         s.add_argument("--keep-checkpoints", action="store_true")
     return p
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             res = train_sft(args.data, cfg, **common)
         else:
             res = train_dpo(args.data, cfg, adapter=args.adapter, **common)
-    except (BackendError, DataError, ProfileError, FileNotFoundError) as exc:
+    except (BackendError, DataError, ProfileError, ResumeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = {k: v for k, v in res.metrics.items() if k != "data"}

@@ -112,7 +112,7 @@ def test_parse_json_reply_variants() -> None:
 
 def test_openai_retries_429_and_5xx_then_caches(tmp_path: Path) -> None:
     with FakeServer(script=["429", "500"]) as srv:
-        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.01, concurrency=1,
+        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, concurrency=1,
                           progress=False)
         reqs = [ChatRequest.of("a", "sys", "hello"), ChatRequest.of("b", "sys", "world")]
         out = b.chat(reqs)
@@ -129,7 +129,7 @@ def test_openai_retries_429_and_5xx_then_caches(tmp_path: Path) -> None:
 
 def test_openai_timeout_is_retried(tmp_path: Path) -> None:
     with FakeServer(script=["slow"], delay=2.0) as srv:
-        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.01, timeout=0.5,
+        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, timeout=0.5,
                           progress=False)
         out = b.chat([ChatRequest.of("a", "sys", "late")])
         assert json.loads(out[0]) == {"echo": "late"} and b.stats.retries == 1
@@ -137,7 +137,7 @@ def test_openai_timeout_is_retried(tmp_path: Path) -> None:
 
 def test_openai_gives_up_and_counts_failure(tmp_path: Path) -> None:
     with FakeServer(script=["500"] * 3) as srv:
-        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, backoff=0.0, max_retries=2,
+        b = OpenAILLM(model="m", base_url=srv.url, api_key="k", cache_dir=tmp_path, max_retries=2,
                           progress=False)
         assert b.chat([ChatRequest.of("a", "s", "u")]) == [None]
         assert b.stats.failures == 1 and b.stats.retries == 2 and len(srv.requests) == 3
@@ -148,7 +148,7 @@ def test_ask_json_reasks_malformed_then_falls_back(tmp_path: Path, server: FakeS
     reqs = [ChatRequest.of("good", "sys", "fine"), ChatRequest.of("bad", "analyse web APIs", ALWAYS_BAD)]
     values, counts = ask_json(b, reqs, lambda obj, i: obj)
     assert values[0] == {"echo": "fine"} and values[1] is None
-    assert counts == {"valid": 1, "invalid_json": 2, "invalid_content": 0, "reasked": 1, "fallback": 1}
+    assert counts == {"valid": 1, "invalid_json": 2, "invalid_content": 0, "failed": 0, "reasked": 1, "fallback": 1}
 
 
 def test_pipeline_with_openai_compatible_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

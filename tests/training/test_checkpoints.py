@@ -122,7 +122,9 @@ def test_resume_point_bookkeeping(tmp_path: Path) -> None:
     assert len(fp["rows_sha256"]) == 64 and fp != run_fingerprint(fp, [{"a": 2}])
     assert resume_point(ckpt, fp, resume=True) is None  # nothing to resume: a clean folder + the fingerprint
     assert json.loads((ckpt / "run_fingerprint.json").read_text())["stage_config"]["lora"]["target_modules"] == ["q_proj"]
-    (ckpt / "checkpoint-3").mkdir()
+    (ckpt / "checkpoint-3").mkdir()  # complete: the Trainer's state (written last) and the adapter weights
+    (ckpt / "checkpoint-3" / "trainer_state.json").write_text('{"global_step": 3}')
+    (ckpt / "checkpoint-3" / "adapter_model.safetensors").write_bytes(b"weights")
     assert resume_point(ckpt, fp, resume=True).endswith("checkpoint-3")  # tuples compare as JSON lists
     with pytest.raises(RuntimeError, match="different run"):
         resume_point(ckpt, dict(fp, seed=1), resume=True)
