@@ -94,3 +94,15 @@ def load_base_model(path: str, device: str) -> Any:
         dtype = torch.bfloat16 if bf16_supported(device) else torch.float16
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": 0})
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def decoder_layers(model_or_path: Any) -> int | None:
+    """The number of decoder layers (``num_hidden_layers``) of a loaded model or a model directory; None if unknown."""
+    config = getattr(model_or_path, "config", None)
+    if config is None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(model_or_path))
+    config = getattr(config, "text_config", config)
+    n = getattr(config, "num_hidden_layers", None)
+    return int(n) if n else None

@@ -57,6 +57,21 @@ class LoraSpec:
     dropout: float = 0.0
     target_modules: str | tuple[str, ...] = "all-linear"
     modules_to_save: tuple[str, ...] = ()  # extra fully-trained modules (PEFT's modules_to_save), e.g. ("norm",)
+    # adapt only the last N decoder layers (PEFT's layers_to_transform); None = every layer. The layers below carry
+    # no trainable weight, so the backward pass stops at the lowest adapted layer (fewer FLOPs per token).
+    top_layers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_layers is not None and self.top_layers < 1:
+            raise ValueError(f"lora.top_layers must be >= 1 (or null for every layer), got {self.top_layers}")
+
+    def layers_to_transform(self, num_layers: int | None) -> list[int] | None:
+        """The decoder-layer indices to adapt in a model with ``num_layers`` layers (None = all)."""
+        if self.top_layers is None:
+            return None
+        if not num_layers:
+            raise ValueError("lora.top_layers needs the model's number of decoder layers")
+        return list(range(max(0, num_layers - self.top_layers), num_layers))
 
 
 @dataclass(frozen=True)
@@ -329,19 +344,26 @@ def dpo_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "
     return DPOConfig(**dpo_kwargs(cfg, output_dir, seed, device, bf16_supported))
 
 
-def lora_kwargs(spec: LoraSpec) -> dict[str, Any]:
+def lora_kwargs(spec: LoraSpec, num_layers: int | None = None) -> dict[str, Any]:
+    """PEFT ``LoraConfig`` keyword arguments; ``num_layers`` (the model's decoder layers) is needed with
+    ``top_layers``."""
     target = spec.target_modules if isinstance(spec.target_modules, str) else list(spec.target_modules)
     out = dict(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=target,
                bias="none", task_type="CAUSAL_LM")
     if spec.modules_to_save:
         out["modules_to_save"] = list(spec.modules_to_save)
+    layers = spec.layers_to_transform(num_layers)
+    if layers is not None:  # PEFT takes layers_to_transform only with an explicit module list
+        out["target_modules"] = list(LLAMA_PROJECTIONS) if target == "all-linear" else target
+        out["layers_to_transform"] = layers
+        out["layers_pattern"] = "layers"  # model.layers.<i> in LLaMA-style decoders
     return out
 
 
-def lora_config(spec: LoraSpec) -> Any:
+def lora_config(spec: LoraSpec, num_layers: int | None = None) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(**lora_kwargs(spec))
+    return LoraConfig(**lora_kwargs(spec, num_layers))
 
 
 def unsloth_load_kwargs(model_name: str, cfg: StageConfig, load_in_4bit: bool) -> dict[str, Any]:
@@ -354,14 +376,14 @@ def unsloth_load_kwargs(model_name: str, cfg: StageConfig, load_in_4bit: bool) -
     )
 
 
-def unsloth_peft_kwargs(cfg: StageConfig, seed: int = 0) -> dict[str, Any]:
+def unsloth_peft_kwargs(cfg: StageConfig, seed: int = 0, num_layers: int | None = None) -> dict[str, Any]:
     """Keyword arguments of ``unsloth.FastLanguageModel.get_peft_model`` (same LoRA as the hf path).
 
     ``all-linear`` becomes the explicit LLaMA projection list, the form every Unsloth release accepts.
     """
     spec = cfg.lora
     target = list(LLAMA_PROJECTIONS) if spec.target_modules == "all-linear" else list(spec.target_modules)
-    return dict(
+    out = dict(
         r=spec.r,
         target_modules=target,
         lora_alpha=spec.alpha,
@@ -373,3 +395,7 @@ def unsloth_peft_kwargs(cfg: StageConfig, seed: int = 0) -> dict[str, Any]:
         loftq_config=None,
         max_seq_length=cfg.token_budget or 4096,
     )
+    layers = spec.layers_to_transform(num_layers)
+    if layers is not None:
+        out["layers_to_transform"] = layers
+    return out

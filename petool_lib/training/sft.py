@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .backend import load_base_model
+from .backend import decoder_layers, load_base_model
 from .config import Profile, StageConfig, lora_config, sft_config
 from .results import StageResult
 from .runner import StageRunner
@@ -28,7 +28,10 @@ class SFTRunner(StageRunner):
     def trainer_parts(self, args: dict[str, Any]) -> tuple[type, Any, dict[str, Any]]:
         from trl import SFTTrainer
 
-        peft_config = None if self.backend == "unsloth" else lora_config(self.cfg.lora)  # Unsloth: adapter exists
+        peft_config = None  # Unsloth: the adapter exists already
+        if self.backend != "unsloth":
+            layers = decoder_layers(self.base_path) if self.cfg.lora.top_layers else None
+            peft_config = lora_config(self.cfg.lora, layers)
         return SFTTrainer, sft_config(self.cfg, **args), {"peft_config": peft_config}
 
 

@@ -27,7 +27,8 @@ def load_for_sft(model_name: str, cfg: StageConfig, load_in_4bit: bool, seed: in
     """Base model (4-bit when asked) with a fresh LoRA adapter; TRL's SFTTrainer then gets no ``peft_config``."""
     fast = import_unsloth()
     model, tokenizer = fast.from_pretrained(**unsloth_load_kwargs(model_name, cfg, load_in_4bit))
-    model = fast.get_peft_model(model, **unsloth_peft_kwargs(cfg, seed))
+    layers = int(model.config.num_hidden_layers) if cfg.lora.top_layers else None
+    model = fast.get_peft_model(model, **unsloth_peft_kwargs(cfg, seed, layers))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

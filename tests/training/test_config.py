@@ -182,3 +182,29 @@ def test_unsloth_kwargs_match_the_hf_lora() -> None:
     custom = stage_config("paper", "sft", lora={"target_modules": ("q_proj", "v_proj")})
     assert unsloth_peft_kwargs(custom)["target_modules"] == ["q_proj", "v_proj"]
     assert unsloth_peft_kwargs(stage_config("cpu", "sft"))["use_gradient_checkpointing"] is False
+
+
+def test_lora_top_layers_adapt_only_the_last_layers() -> None:
+    cfg = stage_config("paper", "sft", lora={"top_layers": 2})
+    kw = lora_kwargs(cfg.lora, num_layers=30)
+    assert kw["layers_to_transform"] == [28, 29] and kw["layers_pattern"] == "layers"
+    assert kw["target_modules"] == list(LLAMA_PROJECTIONS)  # PEFT needs a list with layers_to_transform
+    assert unsloth_peft_kwargs(cfg, num_layers=30)["layers_to_transform"] == [28, 29]
+    assert "layers_to_transform" not in lora_kwargs(stage_config("paper", "sft").lora, num_layers=30)
+    assert lora_kwargs(stage_config("paper", "sft", lora={"top_layers": 99}).lora, 4)["layers_to_transform"] == \
+        [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="number of decoder layers"):
+        lora_kwargs(cfg.lora)
+    with pytest.raises(ValueError, match="top_layers must be >= 1"):
+        stage_config("paper", "sft", lora={"top_layers": 0})
+
+
+def test_lora_top_layers_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("training:\n  description: x\n  sft: {learning_rate: 1.0e-3, lora: {top_layers: 12}}\n"
+                    "  dpo: {learning_rate: 1.0e-5}\n")
+    assert load_training_profile(path).sft.lora.top_layers == 12
+    path.write_text("training:\n  description: x\n  sft: {learning_rate: 1.0e-3, lora: {top_layers: twelve}}\n"
+                    "  dpo: {learning_rate: 1.0e-5}\n")
+    with pytest.raises(ProfileError, match="top_layers"):
+        load_training_profile(path)

@@ -57,3 +57,18 @@ def test_sft_drives_loss_near_zero_on_a_handful(wide_init_tiny: str, tmp_path: P
     assert res.metrics["data"]["used"] == 3 and res.metrics["data"]["too_long_skipped"] == 0
     assert len(losses) == 25
     assert losses[0] > 5 and losses[-1] < 0.2, losses[::5]
+
+
+def test_top_layers_adapter_touches_only_the_last_layer(tmp_path: Path, official) -> None:
+    """``lora.top_layers: 1`` on the 2-layer tiny LLaMA: every LoRA tensor sits in layer 1, none in layer 0."""
+    e = official[0]
+    rows = [{"prompt": [{"role": "system", "content": render_prompt("preferred", [], e.candidates[:2])},
+                        {"role": "user", "content": e.query}],
+             "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
+             "setting": "preferred"}]
+    write_rows(tmp_path / "sft.jsonl", rows)
+    cfg = tiny_stage("sft", token_budget=None, max_examples=1, epochs=1, save_steps=1000, lora={"top_layers": 1})
+    res = train_sft(tmp_path, cfg, profile=tiny(), model="tiny", out=tmp_path / "sft", backend="hf")
+    names = [n for n, p in res.model.named_parameters() if "lora_" in n]
+    assert names and all(".layers.1." in n for n in names), names
+    assert json.loads((tmp_path / "sft" / "adapter_config.json").read_text())["layers_to_transform"] == [1]
