@@ -61,6 +61,27 @@ def results_table(evaluation: dict[str, Any], scoring: str = "paper") -> pd.Data
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
 
 
+def transfer_gap(evaluation: dict[str, Any], scoring: str = "paper", synthesized: str = "synthesized",
+                 official: str = "official") -> pd.DataFrame:
+    """The transfer gap of every method scored on both test sets: Tool and Param Acc (points) on the synthesized
+    split minus on the official test set, per setting, with both n. A large positive gap = the synthesized data is
+    easier than (or unlike) the official data; the gap's own uncertainty is that of both accuracies."""
+    syn, off = evaluation.get(synthesized, {}), evaluation.get(official, {})
+    rows = []
+    for name in [n for n in off if n in syn]:
+        a, b = syn[name].get(scoring) or {}, off[name].get(scoring) or {}
+        row: dict[str, Any] = {"method": name}
+        for s in ALL_SETTINGS:
+            if s in a and s in b:
+                row[f"{SETTING_LABEL[s]} Tool gap"] = round(100 * (a[s]["tool_acc"] - b[s]["tool_acc"]), 1)
+                row[f"{SETTING_LABEL[s]} Param gap"] = round(100 * (a[s]["param_acc"] - b[s]["param_acc"]), 1)
+        if len(row) > 1:
+            row["n synthesized / official"] = (f"{max(v['n'] for v in a.values())} / "
+                                                f"{max(v['n'] for v in b.values())}")
+            rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
 def published_table() -> pd.DataFrame:
     """The paper's rating-integrated numbers, in the same columns as :func:`results_table`."""
     return pd.DataFrame(
@@ -75,7 +96,7 @@ def _markdown(df: pd.DataFrame) -> str:
     def cell(col: str, v: Any) -> str:
         if pd.isna(v):
             return ""
-        if col.startswith("n ") and float(v).is_integer():
+        if col.startswith("n ") and isinstance(v, (int, float)) and float(v).is_integer():
             return str(int(v))  # counts stay integers after the concat with the (NaN) published rows
         return f"{v:.1f}" if isinstance(v, float) else str(v)
 
@@ -97,6 +118,10 @@ def readme_block(run_dir: str | Path, scoring: str = "paper") -> str:
         if testset == "official":
             df = pd.concat([df, published_table()])
         parts.append(f"\n**Test set: {testset}**\n\n" + _markdown(df))
+    gap = transfer_gap(evaluation, scoring)
+    if not gap.empty:
+        parts.append("\n**Transfer gap** (synthesized minus official, points; the same model on both test sets)\n\n"
+                     + _markdown(gap))
     return "\n".join(parts)
 
 

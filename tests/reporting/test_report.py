@@ -1,4 +1,5 @@
-from petool_lib.reporting.report import README_END, README_START, record_evaluation, results_table, update_readme
+from petool_lib.reporting.report import (README_END, README_START, record_evaluation, results_table, transfer_gap,
+                                        update_readme)
 from petool_lib.core.runs import update_metrics
 
 
@@ -44,3 +45,20 @@ def test_slice_series_skips_empty_slices_and_absent_methods():
     assert slice_series(slices, "ratings") == {"model": (["0", "2"], [0.25, 1.0])}
     assert slice_series(slices, "none") == {"model@no-history": (["0"], [0.5])}
     assert slice_series(slices, "preferred") == {}
+
+
+def test_transfer_gap_is_synthesized_minus_official_for_models_on_both(tmp_path):
+    metrics: dict = {}
+    record_evaluation(metrics, "official", "m", "paper", _summary(0.2, 0.5, n=100))
+    record_evaluation(metrics, "synthesized", "m", "paper", _summary(0.6, 0.7, n=30))
+    record_evaluation(metrics, "official", "only-official", "paper", _summary(0.1, 0.1))
+    gap = transfer_gap(metrics["evaluation"])
+    assert list(gap.index) == ["m"]
+    assert gap.loc["m", "Rating-integrated Tool gap"] == 40.0 and gap.loc["m", "Preferred-only Param gap"] == 20.0
+    assert gap.loc["m", "n synthesized / official"] == "30 / 100"
+    update_metrics(tmp_path, "evaluation", metrics["evaluation"])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    assert update_readme(tmp_path, readme)
+    assert "**Transfer gap**" in readme.read_text() and "| m | 40.0 | 20.0 |" in readme.read_text()
+    assert transfer_gap({"official": metrics["evaluation"]["official"]}).empty
