@@ -14,10 +14,11 @@ EVAL_OUT ?= outputs/eval-full
 LC_SIZES ?= 32,64,128
 LC_LIMIT ?= 20
 
-.PHONY: help venv kernel reproduce test test-slow test-gpu eval-full bench bench-train learning-curve lint-notebooks clean-outputs
+.PHONY: help venv kernel reproduce readme test test-slow test-gpu eval-full bench bench-train learning-curve lint-notebooks clean-outputs
 
 help:
-	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/"
+	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/ (table: results.md)"
+	@echo "make readme [RUN=cpu]  copy outputs/<run>/results.md into README.md (the explicit step; reproduce never does)"
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
 	@echo "make test-gpu    CUDA smoke of training + prediction with the tiny model (needs a GPU)"
@@ -42,8 +43,10 @@ kernel: venv
 	$(BIN)/python -m ipykernel install --user --name petool --display-name "Python (petool)"
 
 reproduce: kernel
-	$(BIN)/python -m petool_lib reproduce --profile configs/$(PROFILE).yaml --run $(RUN) --kernel petool \
-		$(if $(filter cpu,$(RUN)),--readme README.md,)
+	$(BIN)/python -m petool_lib reproduce --profile configs/$(PROFILE).yaml --run $(RUN) --kernel petool
+
+readme: venv
+	$(BIN)/python -m petool_lib reproduce --run $(RUN) --no-run --readme README.md
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-train": ("petool_lib.benchmarks.train", "cpu-profile training vs TRL defaults"),
     "learning-curve": ("petool_lib.benchmarks.learning_curve", "Tool/Param Acc after N training rows (one SFT run)"),
     "reproduce": ("petool_lib.reproduce", "notebooks 01-06 under papermill into outputs/<run>/"),
+    "compare": ("petool_lib.reporting.compare", "two runs: differing metrics, predictions, and manifest (machine)"),
 }
 
 

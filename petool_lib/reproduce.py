@@ -1,18 +1,22 @@
-"""Run the numbered notebooks in order with papermill into ``outputs/<run>/``, with a manifest.
+"""Run the numbered notebooks in order with papermill into ``outputs/<run>/``, with a manifest and a results table.
 
     python -m petool_lib.reproduce --profile configs/cpu.yaml [--run NAME] [--only 05,06]
+    python -m petool_lib.reproduce --run NAME --no-run --readme README.md     # publish a finished run (make readme)
 
 Parameters are the profile YAML's top-level keys (what ``papermill -f`` would pass, less the ``training:`` section)
-plus ``run_dir`` and ``train_profile`` (the profile's path). The executed notebooks
-go to ``<run>/notebooks/``; ``<run>/manifest.json`` records the profile, parameters, git commit, package
-versions and per-stage wall times. A failing notebook stops the run with a non-zero exit (the manifest says
-which stage failed).
+plus ``run_dir`` and ``train_profile`` (the profile's path). The executed notebooks go to ``<run>/notebooks/``;
+``<run>/manifest.json`` records the profile, parameters (and the ``training:`` section), git commit, the machine
+(CPU model and flags, threads, dtypes, library versions: :func:`petool_lib.core.runs.environment`) and per-stage
+wall times; ``<run>/results.md`` holds the results table. A failing notebook stops the run with a non-zero exit
+(the manifest says which stage failed). ``python -m petool_lib compare RUN_A RUN_B`` diffs two runs.
+
+A run never writes outside ``outputs/<run>/``: copying its table into the committed README is the explicit step
+``--readme README.md`` (``make readme``), so running the main job leaves the checkout clean.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
 import platform
 import subprocess
@@ -25,12 +29,16 @@ import yaml
 
 from .core.data import REPO_ROOT
 from .core.io import write_json
-from .core.runs import run_path
+from .core.runs import PACKAGES, environment, package_versions, run_path  # noqa: F401 (re-exported)
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "petool"
-PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "gguf", "sentence-transformers",
-            "papermill", "openai", "numpy", "pandas", "matplotlib", "unsloth")
+RESULTS = "results.md"  # the run's results table, what ``--readme`` copies into the README
+
+
+def run_dir_of(run: str) -> Path:
+    """``outputs/<run>`` under the repository (an absolute ``run`` as given)."""
+    return Path(run) if Path(run).is_absolute() else REPO_ROOT / "outputs" / run
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -53,6 +61,13 @@ def load_profile(path: str | Path) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in LIBRARY_KEYS}
 
 
+def library_sections(path: str | Path) -> dict[str, Any]:
+    """The profile's :data:`LIBRARY_KEYS` sections (``training:``: dtype, steps, budgets), for the manifest."""
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    return {k: data[k] for k in LIBRARY_KEYS if isinstance(data, dict) and k in data}
+
+
 def git_commit() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
@@ -61,16 +76,6 @@ def git_commit() -> dict[str, Any]:
             return ""
 
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def ensure_kernel() -> str:
@@ -113,7 +118,7 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
 
     params = load_profile(profile)
     run_name = run or Path(profile).stem
-    run_dir = run_path(REPO_ROOT / "outputs" / run_name if not Path(run_name).is_absolute() else run_name)
+    run_dir = run_path(run_dir_of(run_name))
     params["run_dir"] = str(run_dir)
     params["train_profile"] = str(Path(profile).resolve())  # notebooks 03-04 load its training: section
     kernel = kernel or ensure_kernel()
@@ -124,6 +129,7 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
     manifest: dict[str, Any] = {
         "profile": str(profile), "run": run_name, "parameters": params, "git": git_commit(),
         "python": sys.version.split()[0], "platform": platform.platform(), "packages": package_versions(),
+        "environment": environment(), "library_sections": library_sections(profile),
         "stages": old.get("stages", {}), "status": "running",
     }
     nbs = notebooks(only)
@@ -148,7 +154,34 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
     manifest["status"] = "ok"
     manifest["total_seconds"] = round(sum(s.get("seconds", 0) for s in manifest["stages"].values()), 1)
     write_json(manifest_path, manifest, indent=2)
+    write_results(run_dir)
     return run_dir
+
+
+def write_results(run_dir: str | Path) -> Path:
+    """``<run>/results.md``: the results table generated from ``<run>/metrics.json`` (the README block's text)."""
+    from .core.io import write_text_atomic
+    from .reporting.report import readme_block
+
+    return write_text_atomic(Path(run_dir) / RESULTS, readme_block(run_dir) + "\n")
+
+
+def publish(run_dir: str | Path, readme: str | Path) -> None:
+    """Copy a finished run's results table into ``readme`` (between its results markers), rewriting
+    ``<run>/results.md`` from ``metrics.json`` first so the two agree. Refuses a run whose manifest is missing or
+    not ``ok`` (a failed or running reproduce), and a README without the markers."""
+    from .reporting.report import README_END, README_START, update_readme
+
+    run_dir = Path(run_dir)
+    manifest = run_dir / "manifest.json"
+    status = json.loads(manifest.read_text()).get("status") if manifest.is_file() else None
+    if status != "ok":
+        raise ValueError(f"{run_dir}: not a finished run (manifest status {status!r}); run `make reproduce` first")
+    text = Path(readme).read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme}: no results markers ({README_START} ... {README_END}) to replace")
+    write_results(run_dir)
+    update_readme(run_dir, readme)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,20 +190,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default=None, help="run name under outputs/ (default: the profile's name)")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 05,06")
     ap.add_argument("--kernel", default=None, help="Jupyter kernel name (default: one bound to this interpreter)")
-    ap.add_argument("--readme", default=None, help="update this README's results block from the run's metrics")
+    ap.add_argument("--readme", default=None,
+                    help="after the run, copy its results.md into this README's results block (the explicit step)")
+    ap.add_argument("--no-run", action="store_true",
+                    help="run no notebook: only --readme, from the finished run outputs/<run>/")
     args = ap.parse_args(argv)
     only = [s.strip().zfill(2) for s in args.only.split(",")] if args.only else None
-    try:
-        run_dir = reproduce(args.profile, args.run, only, args.kernel)
-    except Exception as exc:  # noqa: BLE001 - fail loudly with the stage named, non-zero exit
-        print(f"reproduce FAILED: {type(exc).__name__}: {str(exc)[-3000:]}", file=sys.stderr)
-        return 1
-    print(f"done: {run_dir} (manifest.json, metrics.json, figures/, notebooks/)")
+    if args.no_run:
+        if not args.readme:
+            ap.error("--no-run does nothing without --readme")
+        run_dir = run_dir_of(args.run or Path(args.profile).stem)
+    else:
+        try:
+            run_dir = reproduce(args.profile, args.run, only, args.kernel)
+        except Exception as exc:  # noqa: BLE001 - fail loudly with the stage named, non-zero exit
+            print(f"reproduce FAILED: {type(exc).__name__}: {str(exc)[-3000:]}", file=sys.stderr)
+            return 1
+        print(f"done: {run_dir} (manifest.json, metrics.json, {RESULTS}, figures/, notebooks/)")
     if args.readme:
-        from .reporting.report import update_readme
-
-        if update_readme(run_dir, args.readme):
-            print(f"updated results table in {args.readme}")
+        try:
+            publish(run_dir, args.readme)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"updated results table in {args.readme} from {run_dir / RESULTS}")
     return 0
 
 

@@ -6,6 +6,9 @@ official group is) and their similarity is at least ``threshold``:
     similarity = cosine(embedding of "name: functionality") + NAME_BONUS * jaccard(name tokens)
                  + PARAM_BONUS * jaccard(required parameter names)
 
+Scores are compared at the precision of :data:`petool_lib.core.ties.SIM_TOLERANCE` (1e-4), so the last bits that
+another CPU's kernels change in an embedding do not move a link: a score within the tolerance below ``threshold``
+passes, and pairs are ordered by the score quantized to the tolerance, then by the two APIs' full names.
 Links are merged greedily from the most similar pair down (deterministic order), never putting two APIs of one
 provider in one group and never growing a group beyond ``max_size`` (official groups have 2-6 members). Seed groups
 (the official functional groups, when the official docs are the tool source) are kept as they are.
@@ -22,6 +25,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from ..core.embeddings import fingerprint
+from ..core.ties import SIM_TOLERANCE, at_least, quantize, tie_ranks
 from .catalog import Api
 
 NAME_BONUS = 0.10
@@ -61,10 +66,11 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def cached_encode(encoder: TextEncoder, texts: list[str], cache_dir: str | Path | None) -> np.ndarray:
-    """Encode ``texts``, reusing a ``.npy`` file keyed by (backend, texts) under ``cache_dir`` when given."""
+    """Encode ``texts``, reusing a ``.npy`` file under ``cache_dir`` (when given) keyed by the embedding's
+    :func:`~petool_lib.core.embeddings.fingerprint` (model, dtype, batching, library versions) and the texts."""
     if cache_dir is None:
         return encoder.encode(texts)
-    key = hashlib.sha256(("\x00".join([encoder.backend, *texts])).encode("utf-8")).hexdigest()[:24]
+    key = hashlib.sha256(("\x00".join([fingerprint(encoder.backend), *texts])).encode("utf-8")).hexdigest()[:24]
     path = Path(cache_dir) / f"emb-{encoder.backend}-{key}.npy"
     if path.is_file():
         arr = np.load(path)
@@ -130,7 +136,9 @@ class Group:
 
 def similarity_pairs(apis: Sequence[Api], vecs: np.ndarray, threshold: float, same_category: bool = True
                      ) -> list[tuple[float, int, int]]:
-    """All (score, i, j) with i < j, different providers and score >= threshold, most similar first."""
+    """All (score, i, j) with i < j, different providers and score >= threshold (at the tolerance's precision),
+    most similar first: by the score quantized to the tolerance, then by the APIs' full names. ``score`` is rounded
+    to 4 decimals."""
     names = [name_tokens(a.name) for a in apis]
     params = [{p["name"].lower() for p in a.required_parameters} for a in apis]
     blocks: dict[str, list[int]] = {}
@@ -142,16 +150,16 @@ def similarity_pairs(apis: Sequence[Api], vecs: np.ndarray, threshold: float, sa
             continue
         sub = vecs[idx] @ vecs[idx].T
         # the bonuses add at most NAME_BONUS + PARAM_BONUS: only pairs within reach are scored in Python
-        cand = np.argwhere(np.triu(sub >= threshold - NAME_BONUS - PARAM_BONUS, k=1))
+        cand = np.argwhere(np.triu(sub >= threshold - NAME_BONUS - PARAM_BONUS - SIM_TOLERANCE, k=1))
         for a_, b_ in cand:
             i, j = idx[a_], idx[b_]
             if apis[i].provider == apis[j].provider:
                 continue
             score = float(sub[a_, b_]) + NAME_BONUS * _jaccard(names[i], names[j]) + PARAM_BONUS * _jaccard(params[i], params[j])
-            if score >= threshold:
-                pairs.append((round(score, 6), i, j))
-    pairs.sort(key=lambda t: (-t[0], apis[t[1]].full_name, apis[t[2]].full_name))
-    return pairs
+            if at_least(score, threshold):
+                pairs.append((score, i, j))
+    pairs.sort(key=lambda t: (-quantize(t[0]), apis[t[1]].full_name, apis[t[2]].full_name))
+    return [(round(score, 4), i, j) for score, i, j in pairs]
 
 
 def group_apis(
@@ -253,17 +261,27 @@ def pairwise_agreement(predicted: Iterable[Iterable[str]], reference: Iterable[I
 
 
 def nearest_neighbours(vecs: np.ndarray, k: int, exclude: Callable[[int, int], bool] | None = None) -> list[list[int]]:
-    """The ``k`` most similar rows of each row (by cosine), most similar first, skipping itself."""
-    sims = vecs @ vecs.T
+    """The ``k`` most similar rows of each row (by cosine), most similar first, skipping itself: by tie class
+    (:func:`~petool_lib.core.ties.tie_ranks`, similarities within 1e-4 of each other tie), then by row index."""
+    n = len(vecs)
+    if n < 2:
+        return [[] for _ in range(n)]
+    sims = (vecs @ vecs.T).astype(np.float64)
     np.fill_diagonal(sims, -np.inf)
+    kk = min(n - 1, k * 3)
+    window = min(n, kk + 64)  # rank only the top of each row, unless a tie class runs past it
     out: list[list[int]] = []
-    kk = min(len(vecs) - 1, k * 3) if len(vecs) > 1 else 0
-    for i in range(len(vecs)):
+    for i in range(n):
         if kk <= 0:
             out.append([])
             continue
-        part = np.argpartition(-sims[i], kk - 1)[:kk] if kk < len(vecs) else np.arange(len(vecs))
-        order = sorted(part.tolist(), key=lambda j: (-sims[i, j], j))
-        row = [j for j in order if j != i and (exclude is None or not exclude(i, j))]
-        out.append(row[:k])
+        top = np.argpartition(-sims[i], window - 1)[:window] if window < n else np.arange(n)
+        ranks = tie_ranks(sims[i, top])
+        by_rank = sorted(range(len(top)), key=lambda t: (ranks[t], top[t]))
+        if window < n and ranks[by_rank[kk - 1]] == ranks.max():  # the kk-th's class may go on below the window
+            top = np.arange(n)
+            ranks = tie_ranks(sims[i])
+            by_rank = sorted(range(n), key=lambda t: (ranks[t], t))
+        row = [int(top[t]) for t in by_rank[:kk]]
+        out.append([j for j in row if j != i and (exclude is None or not exclude(i, j))][:k])
     return out
