@@ -79,7 +79,11 @@ def transfer_gap(evaluation: dict[str, Any], scoring: str = "paper", synthesized
             row["n synthesized / official"] = (f"{max(v['n'] for v in a.values())} / "
                                                 f"{max(v['n'] for v in b.values())}")
             rows.append(row)
-    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows).set_index("method")
+    n_col = "n synthesized / official"
+    return df[[c for c in df.columns if c != n_col] + [n_col]]  # the count last, whatever the settings present
 
 
 def published_table() -> pd.DataFrame:

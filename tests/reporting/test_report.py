@@ -62,3 +62,14 @@ def test_transfer_gap_is_synthesized_minus_official_for_models_on_both(tmp_path)
     assert update_readme(tmp_path, readme)
     assert "**Transfer gap**" in readme.read_text() and "| m | 40.0 | 20.0 |" in readme.read_text()
     assert transfer_gap({"official": metrics["evaluation"]["official"]}).empty
+
+
+def test_transfer_gap_puts_the_count_last_when_a_later_model_adds_the_ablation():
+    metrics: dict = {}
+    record_evaluation(metrics, "official", "a", "paper", _summary(0.2, 0.5))
+    record_evaluation(metrics, "synthesized", "a", "paper", _summary(0.3, 0.5))
+    none = {"none": _summary(0.2, 0.5)["preferred"]}
+    record_evaluation(metrics, "official", "a@no-history", "paper", none)
+    record_evaluation(metrics, "synthesized", "a@no-history", "paper", none)
+    gap = transfer_gap(metrics["evaluation"])
+    assert list(gap.columns)[-1] == "n synthesized / official" and "No history Tool gap" in gap.columns
