@@ -39,8 +39,10 @@ from .llm import (  # noqa: F401
     parse_json_reply,
 )
 from .pipeline import (  # noqa: F401
+    DATA_FILES,
     TRAIN_ID_OFFSET,
     Preparation,
+    ensure_data,
     holdout_split,
     plan_llm,
     preparation_metrics,
@@ -59,6 +61,8 @@ __all__ = [
     "prepare",
     "Preparation",
     "synthesize",
+    "ensure_data",
+    "DATA_FILES",
     "plan_llm",
     "write_tool_files",
     "TRAIN_ID_OFFSET",

@@ -2,7 +2,7 @@
 
     python -m petool_lib synthesize --tools sample|official|PATH --out DIR [--llm offline|openai|hf] [--seed N]
         [--train N] [--test N] [--holdout strict|shared-pool] [--test-set PATH] [--model NAME] [--dry-run]
-        [--overwrite] [--allow-fallback]
+        [--overwrite] [--allow-fallback] [--lf-cutoff-len N] [--lf-tokenizer smollm2|tiny|NAME|none]
 
 (``python -m petool_lib.synthesis.cli`` runs the same.) ``--train`` counts examples per setting. ``--backend`` is
 the deprecated spelling of ``--llm``. ``--out`` must be writable and empty, absent, or a previous synthesis run
@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--overwrite", action="store_true",
                     help="use a non-empty --out that is not a previous synthesis run (only synthesis files replaced)")
+    ap.add_argument("--lf-cutoff-len", type=_int_at_least(1), default=SynthConfig.lf_cutoff_len,
+                    help="LLaMA-Factory export: fit prompt + answer to this many tokens (the recipes' cutoff_len)")
+    ap.add_argument("--lf-tokenizer", default=SynthConfig.lf_tokenizer,
+                    help="tokenizer that counts them: smollm2 | tiny | HF id / path | none (export unfitted)")
     ap.add_argument("--allow-fallback", action="store_true",
                     help="go on with the offline templates when the model LLM cannot be reached (counted)")
     return ap
@@ -99,7 +103,8 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
                        noise=args.noise, embedding=args.embedding, llm_limit=args.llm_limit,
                        llm_max_tokens=args.llm_max_tokens, concurrency=args.concurrency, cache_dir=args.cache_dir,
                        progress=not args.no_progress, dry_run=args.dry_run, allow_fallback=args.allow_fallback,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, lf_cutoff_len=args.lf_cutoff_len,
+                       lf_tokenizer=None if str(args.lf_tokenizer).lower() == "none" else args.lf_tokenizer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,9 @@ class SynthConfig:
     ``allow_fallback``: a model LLM that cannot be reached (or answers nothing) is an error unless this is set; with
     it the run goes on with the offline templates and the manifest counts what fell back and why. ``overwrite``: a
     non-empty ``out`` that is not a previous synthesis run is used anyway (only the files synthesis writes are
-    replaced).
+    replaced). ``lf_cutoff_len`` / ``lf_tokenizer``: the LLaMA-Factory export's prompts are fitted to this many
+    tokens (prompt + answer, counted with this tokenizer: ``smollm2`` | ``tiny`` | HF id / path) by the context
+    builder; either None: exported unfitted (the manifest's ``llamafactory.checked`` is false).
     """
 
     tools: str = "sample"
@@ -51,6 +53,8 @@ class SynthConfig:
     dry_run: bool = False
     allow_fallback: bool = False
     overwrite: bool = False
+    lf_cutoff_len: int | None = 4096
+    lf_tokenizer: str | None = "smollm2"
 
     def recorded(self) -> dict[str, Any]:
         """The parameters the manifest records: every field but :data:`NOT_RECORDED`."""
@@ -69,7 +73,7 @@ class SynthConfig:
             raise ValueError("--train and --test must be >= 0")
         for name, value, low in (("seed", self.seed, 0), ("instructions_per_api", self.instructions_per_api, 1),
                                  ("concurrency", self.concurrency, 1), ("llm_limit", self.llm_limit, 0),
-                                 ("llm_max_tokens", self.llm_max_tokens, 1)):
+                                 ("llm_max_tokens", self.llm_max_tokens, 1), ("lf_cutoff_len", self.lf_cutoff_len, 1)):
             if value is not None and value < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
         if not 0.0 <= self.noise < float("inf"):

@@ -1,5 +1,7 @@
 """Step 6, outputs: the official combined test file, TRL SFT/DPO rows, an HF ``datasets`` DatasetDict, the
-LLaMA-Factory export the reference configs expect, the manifest's file hashes, and who owns the output directory.
+LLaMA-Factory export the reference configs expect (system = setting prompt, user = query, prompts fitted to the
+recipes' ``cutoff_len`` by the context builder: :func:`fit_export_prompts`; recipes in ``configs/llamafactory/``),
+the manifest's file hashes, and who owns the output directory.
 
 File contents never hold timestamps or absolute paths, so the same inputs and seed give byte-identical files. Files
 are written with :mod:`petool_lib.core.io` (atomically).
@@ -18,13 +20,14 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..core.context import fit_prompt, make_messages, template_ids
 from ..core.data import SETTINGS, Entry
 from ..core.io import write_json
-from ..core.prompts import dumps
+from ..core.prompts import PromptError, dumps, parse_prompt
 
 SETTING_LETTER = {"preferred": "p", "ratings": "r", "chronological": "c"}
 
@@ -64,24 +67,143 @@ def dpo_rows(entries: Sequence[Entry], rejected: dict[int, dict[str, Any]], sett
     return rows
 
 
+LF_CUTOFF_LEN = 4096  # the recipes' ``cutoff_len`` (configs/llamafactory/*.yaml): prompt + answer tokens
+LF_SFT_COLUMNS = {"system": "system", "prompt": "instruction", "response": "output"}
+LF_DPO_COLUMNS = {"system": "system", "prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}
+
+
+@dataclass
+class LFFitStats:
+    """What :func:`fit_export_prompts` did (the manifest's ``llamafactory``): one prompt per (entry, setting),
+    shared by the SFT and DPO rows."""
+
+    cutoff_len: int | None
+    tokenizer: str | None
+    context: str = "evidence"
+    prompts: int = 0
+    fitted: int = 0  # prompts the context builder changed to fit the budget ...
+    history_items_dropped: int = 0  # ... history items it dropped in all ...
+    shortened: int = 0  # ... prompts whose candidate descriptions it shortened
+    too_long: int = 0  # prompts that do not fit even after the context builder: left out of the export ...
+    too_long_ids: list[list[Any]] = field(default_factory=list)  # ... as [entry_id, setting]
+    unparsed: int = 0  # over-budget system prompts that are not PEToolBench prompts (counted in too_long)
+    tokens_max: int = 0  # over the exported prompts (prompt + longest answer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "checked": self.cutoff_len is not None and self.tokenizer is not None}
+
+
+def load_tokenizer(name: str) -> Any:
+    """A tokenizer by model name (``smollm2`` / ``tiny`` resolve to the local caches) or HF id / path. Raises
+    ``RuntimeError`` naming ``--lf-tokenizer none`` (export unfitted) when it cannot be loaded."""
+    try:
+        from transformers import AutoTokenizer
+
+        from ..core.models import resolve_model
+
+        return AutoTokenizer.from_pretrained(resolve_model(name))
+    except (OSError, ImportError, ValueError) as exc:
+        raise RuntimeError(f"LLaMA-Factory export: cannot load tokenizer {name!r} to fit its prompts ({exc}); pass "
+                           "--lf-tokenizer NAME (smollm2 | tiny | HF id / path) or --lf-tokenizer none") from exc
+
+
+def fit_export_prompts(sft: Sequence[dict[str, Any]], dpo: Sequence[dict[str, Any]], tokenizer: Any,
+                       cutoff_len: int | None = LF_CUTOFF_LEN, tokenizer_name: str | None = None,
+                       context: str = "evidence") -> tuple[list[dict[str, Any]], list[dict[str, Any]], LFFitStats]:
+    """SFT / DPO rows whose prompts fit ``cutoff_len`` tokens with their longest answer, for LLaMA-Factory.
+
+    LLaMA-Factory cuts an over-long example from the end of the prompt (the user turn: the query). Here the whole
+    request -- system + user through the tokenizer's chat template, plus the longest of the row's answers (SFT
+    completion, DPO chosen / rejected) and one end-of-turn token -- is counted, and a prompt over ``cutoff_len``
+    goes through the inference context builder (:func:`~petool_lib.core.context.fit_prompt`: evidence history
+    items kept first, descriptions shortened before one is dropped; never the query, a candidate or the format
+    text). A prompt that still does not fit is left out of both SFT and DPO rows and counted (never cut).
+    ``tokenizer`` None or ``cutoff_len`` None: rows are returned unchanged, stats say ``checked: false``.
+    The rows themselves (``sft.jsonl`` / ``dpo.jsonl``) are not changed: only the export's copies.
+    """
+    stats = LFFitStats(cutoff_len if tokenizer is not None else None, tokenizer_name if tokenizer is not None else None,
+                       context)
+    answers: dict[tuple[Any, str], list[str]] = {}
+    prompts: dict[tuple[Any, str], list[dict[str, str]]] = {}
+    for r in sft:
+        key = (r["entry_id"], r["setting"])
+        prompts.setdefault(key, r["prompt"])
+        answers.setdefault(key, []).append(r["completion"][0]["content"])
+    for r in dpo:
+        key = (r["entry_id"], r["setting"])
+        prompts.setdefault(key, r["prompt"])
+        answers.setdefault(key, []).extend([r["chosen"][0]["content"], r["rejected"][0]["content"]])
+    stats.prompts = len(prompts)
+    if tokenizer is None or cutoff_len is None:
+        return list(sft), list(dpo), stats
+
+    fitted: dict[tuple[Any, str], list[dict[str, str]] | None] = {}
+    for key, prompt in prompts.items():
+        system, query = prompt[0]["content"], prompt[1]["content"]
+        reserve = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers[key]) + 1
+
+        def count(text: str) -> int:
+            return len(template_ids(tokenizer, make_messages(text, query))) + reserve
+
+        n = count(system)
+        if n <= cutoff_len:
+            fitted[key] = prompt
+            stats.tokens_max = max(stats.tokens_max, n)
+            continue
+        try:
+            parsed = parse_prompt(system, key[1])
+        except PromptError:
+            stats.unparsed += 1
+            parsed = None
+        report = None
+        if parsed is not None:
+            new, report = fit_prompt(parsed, query, count, cutoff_len, context, tokens=n)
+        if report is None or not report.fits or report.tokens_after is None:
+            fitted[key] = None
+            stats.too_long += 1
+            stats.too_long_ids.append([key[0], key[1]])
+            continue
+        fitted[key] = make_messages(new.render(), query)
+        stats.fitted += 1
+        stats.history_items_dropped += report.dropped_items
+        stats.shortened += int(report.description_limit is not None)
+        stats.tokens_max = max(stats.tokens_max, report.tokens_after)
+
+    def refit(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for r in rows:
+            p = fitted[(r["entry_id"], r["setting"])]
+            if p is not None:
+                out.append(r if p is r["prompt"] else {**r, "prompt": p})
+        return out
+
+    return refit(sft), refit(dpo), stats
+
+
 def write_llamafactory(root: Path, sft: Sequence[dict[str, Any]], dpo: Sequence[dict[str, Any]]) -> list[Path]:
     """``dataset_sft/`` and ``dataset_dpo/`` with ``dataset_info.json`` and alpaca-format files named as in the
-    reference configs (``user_entries_sft_p`` ..., ``user_entries_dpo_p`` ... with ``ranking: true``)."""
+    reference configs (``user_entries_sft_p`` ..., ``user_entries_dpo_p`` ... with ``ranking: true``).
+
+    Each row keeps our trainer's two messages: ``system`` = the setting's prompt (the ``system`` column),
+    ``instruction`` = the query (the ``prompt`` column, LLaMA-Factory's user turn; no ``query`` column, so nothing
+    is joined onto it). Pass rows fitted by :func:`fit_export_prompts` so LLaMA-Factory's ``cutoff_len`` never cuts
+    one (see ``configs/llamafactory/``)."""
     written = []
     info_sft: dict[str, Any] = {}
     info_dpo: dict[str, Any] = {}
     for s, letter in SETTING_LETTER.items():
         name = f"user_entries_sft_{letter}"
-        rows = [{"instruction": r["prompt"][0]["content"], "input": r["prompt"][1]["content"],
+        rows = [{"system": r["prompt"][0]["content"], "instruction": r["prompt"][1]["content"],
                  "output": r["completion"][0]["content"]} for r in sft if r["setting"] == s]
         written.append(write_json(root / "dataset_sft" / f"{name}.json", rows))
-        info_sft[name] = {"file_name": f"{name}.json", "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+        info_sft[name] = {"file_name": f"{name}.json", "formatting": "alpaca", "columns": dict(LF_SFT_COLUMNS)}
         name = f"user_entries_dpo_{letter}"
-        rows = [{"instruction": r["prompt"][0]["content"], "input": r["prompt"][1]["content"],
-                 "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]} for r in dpo if r["setting"] == s]
+        rows = [{"system": r["prompt"][0]["content"], "instruction": r["prompt"][1]["content"],
+                 "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
+                for r in dpo if r["setting"] == s]
         written.append(write_json(root / "dataset_dpo" / f"{name}.json", rows))
-        info_dpo[name] = {"file_name": f"{name}.json", "ranking": True,
-                          "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}}
+        info_dpo[name] = {"file_name": f"{name}.json", "formatting": "alpaca", "ranking": True,
+                          "columns": dict(LF_DPO_COLUMNS)}
     written.append(write_json(root / "dataset_sft" / "dataset_info.json", info_sft, indent=2))
     written.append(write_json(root / "dataset_dpo" / "dataset_info.json", info_dpo, indent=2))
     return written

@@ -27,8 +27,8 @@ from ..core.io import write_json, write_jsonl
 from .catalog import Catalog, load_catalog
 from .config import SynthConfig
 from .examples import HARD_POOL, Example, Synthesizer
-from .exports import (MANIFEST, OutDir, claim_out_dir, dpo_rows, remove_stale, sft_rows, write_hf,
-                      write_llamafactory, written_hashes)
+from .exports import (MANIFEST, OutDir, claim_out_dir, dpo_rows, fit_export_prompts, load_tokenizer, remove_stale,
+                      sft_rows, write_hf, write_llamafactory, written_hashes)
 from .grouping import Group, api_text, embed_texts, group_apis, nearest_neighbours, pairwise_agreement, size_distribution
 from .histories import measure_structure
 from .holdout import OfficialReference, drop_official_queries, leakage_report, load_reference, split_groups
@@ -292,10 +292,16 @@ def _user_rows(examples: dict[str, list[Example]]) -> list[dict[str, Any]]:
             for split in ("train", "test") for ex in examples[split]]
 
 
-def write_outputs(out: OutDir, prep: Preparation, examples: dict[str, list[Example]]
-                  ) -> tuple[list[Path], dict[str, int]]:
+def write_outputs(out: OutDir, prep: Preparation, examples: dict[str, list[Example]], lf_tokenizer: Any = None
+                  ) -> tuple[list[Path], dict[str, Any]]:
     """Step 6: every data file (the previous run's files removed first, nothing else touched); returns the files
-    written and the counts the manifest records."""
+    written and the counts the manifest records (``llamafactory``: what fitting the export to its token budget did,
+    :func:`~petool_lib.synthesis.exports.fit_export_prompts`, with ``lf_tokenizer``, loaded from ``cfg.lf_tokenizer``
+    when not given)."""
+    cfg = prep.cfg
+    tok = lf_tokenizer
+    if tok is None and cfg.lf_tokenizer and cfg.lf_cutoff_len:
+        tok = load_tokenizer(cfg.lf_tokenizer)  # before anything is removed
     remove_stale(out)
     root = out.root
     train_entries = [ex.entry for ex in examples["train"]]
@@ -304,16 +310,18 @@ def write_outputs(out: OutDir, prep: Preparation, examples: dict[str, list[Examp
     sft = sft_rows(train_entries)
     rej = {ex.entry.entry_id: ex.rejected_call for ex in examples["train"]}
     dpo = dpo_rows(train_entries, rej)
+    lf_sft, lf_dpo, lf_stats = fit_export_prompts(sft, dpo, tok, cfg.lf_cutoff_len, cfg.lf_tokenizer)
     written = [*write_tool_files(prep, root),
                write_jsonl(root / "users.jsonl", users),
                write_json(root / "test.json", [e.to_dict() for e in test_entries]),
                write_jsonl(root / "sft.jsonl", sft),
                write_jsonl(root / "dpo.jsonl", dpo),
-               *write_llamafactory(root / "llamafactory", sft, dpo),
+               *write_llamafactory(root / "llamafactory", lf_sft, lf_dpo),
                *write_hf(root / "hf", sft, dpo, test_entries)]
     counts = {"train_entries": len(train_entries), "test_entries": len(test_entries), "sft_rows": len(sft),
               "dpo_rows": len(dpo), "users": len(users),
-              "rejected_equals_chosen": sum(r["chosen"][0]["content"] == r["rejected"][0]["content"] for r in dpo)}
+              "rejected_equals_chosen": sum(r["chosen"][0]["content"] == r["rejected"][0]["content"] for r in dpo),
+              "llamafactory": {**lf_stats.to_dict(), "sft_rows": len(lf_sft), "dpo_rows": len(lf_dpo)}}
     return written, counts
 
 
@@ -328,6 +336,8 @@ def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, A
         return {"dry_run": True, "llm_plan": plan_llm(cfg)}
     cfg.validate()
     out = claim_out_dir(cfg.out, cfg.overwrite)
+    # the LLaMA-Factory export's tokenizer, loaded before any work so a bad --lf-tokenizer fails fast
+    lf_tok = load_tokenizer(cfg.lf_tokenizer) if (cfg.lf_tokenizer and cfg.lf_cutoff_len) else None
     prep = prep or prepare(cfg)
     timings = dict(prep.timings)
 
@@ -338,7 +348,7 @@ def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, A
 
     # 6. outputs
     t = time.perf_counter()
-    written, counts = write_outputs(out, prep, examples)
+    written, counts = write_outputs(out, prep, examples, lf_tok)
     timings["write"] = time.perf_counter() - t
 
     train_entries = [ex.entry for ex in examples["train"]]
@@ -362,8 +372,27 @@ def synthesize(cfg: SynthConfig, prep: Preparation | None = None) -> dict[str, A
                    "rejected_equals_chosen": counts["rejected_equals_chosen"]},
         "structure": structure,
         "leakage": leakage_report(cfg, ref, prep.ref_reason, examples["train"], examples["test"]),
+        "llamafactory": counts["llamafactory"],
     }
     manifest["files"] = written_hashes(out.root, written)  # only what this run wrote
     write_json(out.root / MANIFEST, manifest, indent=2)
     manifest["timings_s"] = {k: round(v, 2) for k, v in timings.items()}  # returned only: not in the hashed files
     return manifest
+
+
+DATA_FILES = ("sft.jsonl", "dpo.jsonl", "test.json")  # what notebooks 03-05 read from <run>/data
+
+
+def ensure_data(cfg: SynthConfig, log: Any = print) -> Path:
+    """``cfg.out`` when notebook 02 has already written it (every file of :data:`DATA_FILES` there); otherwise run
+    :func:`synthesize` with ``cfg`` (the same call notebook 02 makes) first. Lets notebook 03 start from a fresh
+    runtime (Colab) without notebooks 01-02. Returns the data directory."""
+    out = Path(cfg.out)
+    missing = [f for f in DATA_FILES if not (out / f).is_file()]
+    if not missing:
+        log(f"training data: {out} (notebook 02's outputs)")
+        return out
+    log(f"{out}: no {', '.join(missing)} (notebook 02 has not run here): synthesizing them now "
+        f"(tools={cfg.tools}, llm={cfg.llm}, train={cfg.train}, test={cfg.test}, holdout={cfg.holdout})")
+    synthesize(cfg)
+    return out

@@ -27,7 +27,7 @@ def test_sft_dpo_and_exports(sample_run: tuple[Path, dict]) -> None:
     lf = json.loads((out / "llamafactory/dataset_sft/dataset_info.json").read_text())
     assert sorted(lf) == ["user_entries_sft_c", "user_entries_sft_p", "user_entries_sft_r"]
     rows = json.loads((out / "llamafactory/dataset_sft/user_entries_sft_p.json").read_text())
-    assert set(rows[0]) == {"instruction", "input", "output"} and len(rows) == 12
+    assert set(rows[0]) == {"system", "instruction", "output"} and len(rows) == 12  # system prompt, query, call
     lfd = json.loads((out / "llamafactory/dataset_dpo/dataset_info.json").read_text())
     assert all(v["ranking"] for v in lfd.values())
     from datasets import load_from_disk
