@@ -31,6 +31,15 @@ def test_committed_clean_with_parameters_cell(path):
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_kernelspec_is_the_projects_kernel(path):
+    """The kernel the Makefile / reproduce registers (``petool``, "Python (petool)"), not the generic python3."""
+    from petool_lib.reproduce import KERNEL
+
+    spec = nbformat.read(path, as_version=4).metadata["kernelspec"]
+    assert (spec["name"], spec["display_name"], spec["language"]) == (KERNEL, "Python (petool)", "python")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
 def test_papermill_sees_every_parameter(path):
     """papermill skips (and then calls 'unknown') any parameter line with a second '=' (e.g. in its comment)."""
     import ast
@@ -84,6 +93,14 @@ def test_tiny_chain_runs_every_notebook(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert "official" in metrics["evaluation"]
     assert list((tiny_run / "figures").glob("*.png"))
+
+
+def test_sft_notebook_starts_from_a_fresh_runtime(tmp_path, official_path):
+    """Notebook 03 alone (no 01-02 outputs, as on a fresh Colab runtime) synthesizes its data with 02's call."""
+    run = reproduce(REPO / "configs" / "tiny.yaml", str(tmp_path / "tiny"), only=["03"], kernel=None, progress=False)
+    assert json.loads((run / "manifest.json").read_text())["stages"]["03_sft"]["status"] == "ok"
+    assert (run / "data" / "sft.jsonl").is_file() and (run / "models" / "sft" / "adapter_config.json").is_file()
+    assert "synthesizing them now" in (run / "notebooks" / "03_sft.ipynb").read_text()
 
 
 def test_failing_notebook_fails_loudly(tmp_path, monkeypatch):

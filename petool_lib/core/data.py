@@ -9,6 +9,7 @@ explicit path, directory, ``PETOOLBENCH_DIR``, the workplace's ``../shared/petoo
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,13 +196,49 @@ def entry_from_dict(raw: Any, source: str = "<memory>", index: int = 0) -> Entry
     )
 
 
+SETTING_FILES: dict[str, str] = {s: f"user_entries_test_{s[0]}.json" for s in SETTINGS}  # the reference's layout
+SETTING_SUBDIR = "dataset_test"  # where the reference repository keeps them
+SHARED_FIELDS = ("query", "apis_candidate", "api_call_ground_truth")  # must agree across the per-setting files
+LAYOUT_COMBINED, LAYOUT_PER_SETTING = "combined", "per-setting"
+logger = logging.getLogger(__name__)
+
+
+class TestSet(list):  # noqa: D101 - a list of entries that also says where and in which layout it was found
+    """The entries (a plain ``list[Entry]``), with ``layout`` (``combined``: one ``user_entries_test.json``;
+    ``per-setting``: the reference's ``user_entries_test_{p,r,c}.json``) and ``files`` (what was read)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, entries: list[Entry], layout: str, files: list[Path]) -> None:
+        super().__init__(entries)
+        self.layout = layout
+        self.files = files
+
+
+def setting_files(directory: str | os.PathLike[str]) -> dict[str, Path] | None:
+    """The reference's per-setting files in ``directory`` or its ``dataset_test/`` subfolder (all three), or None."""
+    for d in (Path(directory), Path(directory) / SETTING_SUBDIR):
+        files = {s: d / f for s, f in SETTING_FILES.items()}
+        if all(p.is_file() for p in files.values()):
+            return files
+    return None
+
+
+def _in_directory(d: Path) -> Path | None:
+    """A directory's test set: its combined file, else the directory itself when it holds the per-setting files."""
+    if (d / TEST_FILENAME).is_file():
+        return d / TEST_FILENAME
+    files = setting_files(d)
+    return files["preferred"].parent if files else None
+
+
 def _default_locations() -> list[Path]:
-    here = [REPO_ROOT.parent / "shared" / "petoolbench", Path.cwd().parent / "shared" / "petoolbench"]
-    return [p / TEST_FILENAME for p in here]
+    return [REPO_ROOT.parent / "shared" / "petoolbench", Path.cwd().parent / "shared" / "petoolbench"]
 
 
 def _download_from_hub() -> Path:
-    """Fetch the official test file from the HF dataset (only when online)."""
+    """Fetch the official test set from the HF dataset (only when online): the combined file (plain, zipped or under
+    ``data/``), else the reference's per-setting files under ``dataset_test/`` (their directory is returned)."""
     from huggingface_hub import hf_hub_download  # lazy: not needed offline
 
     errors = []
@@ -221,6 +258,12 @@ def _download_from_hub() -> Path:
                     out.write_bytes(zf.read(member))
             path = out
         return path
+    try:
+        paths = [Path(hf_hub_download(HF_DATASET, f"{SETTING_SUBDIR}/{f}", repo_type="dataset"))
+                 for f in SETTING_FILES.values()]
+        return paths[0].parent
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"{SETTING_SUBDIR}/user_entries_test_{{p,r,c}}.json: {type(exc).__name__}")
     raise FileNotFoundError(
         f"PEToolBench test set not found locally and could not be fetched from {HF_DATASET} ({'; '.join(errors)}). "
         f"Pass --test PATH or set PETOOLBENCH_DIR."
@@ -228,28 +271,35 @@ def _download_from_hub() -> Path:
 
 
 def find_test_file(path: str | os.PathLike[str] | None = None, allow_download: bool = True) -> Path:
-    """Resolve the official test file: a file, a directory holding it, ``PETOOLBENCH_DIR``, ../shared, the hub."""
+    """Resolve the official test set: a file, a directory holding it, ``PETOOLBENCH_DIR``, ../shared, the hub.
+
+    A directory holds either the combined ``user_entries_test.json`` (returned) or the reference repository's
+    per-setting ``user_entries_test_{p,r,c}.json``, itself or in its ``dataset_test/`` subfolder (the folder that
+    holds them is returned; :func:`load_test_set` reads both layouts)."""
     if path:
         p = Path(path)
         if p.is_dir():
-            p = p / TEST_FILENAME
+            found = _in_directory(p)
+            if found is None:
+                raise FileNotFoundError(f"test set not found in {p}: neither {TEST_FILENAME} nor "
+                                        f"{', '.join(SETTING_FILES.values())} (there or in {SETTING_SUBDIR}/)")
+            return found
         if not p.is_file():
             raise FileNotFoundError(f"test set not found: {p}")
         return p
     env = os.environ.get("PETOOLBENCH_DIR")
     if env:
         return find_test_file(env, allow_download=False)
-    for cand in _default_locations():
-        if cand.is_file():
-            return cand
+    for d in _default_locations():
+        found = _in_directory(d) if d.is_dir() else None
+        if found is not None:
+            return found
     if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
         return _download_from_hub()
     raise FileNotFoundError("PEToolBench test set not found; pass a path or set PETOOLBENCH_DIR")
 
 
-def load_test_set(path: str | os.PathLike[str] | None = None, limit: int | None = None) -> list[Entry]:
-    """Load and validate the official combined test file (or a synthesized one in the same format)."""
-    p = find_test_file(path)
+def _read_list(p: Path) -> list[Any]:
     try:
         raw = read_json(p)
     except JsonlError as exc:  # not UTF-8, not JSON, an over-long number, nesting too deep: file and line
@@ -258,12 +308,81 @@ def load_test_set(path: str | os.PathLike[str] | None = None, limit: int | None 
         raise DataError(f"{p}: expected a JSON list of entries, got {type(raw).__name__}")
     if not raw:
         raise DataError(f"{p}: the test set is empty (a JSON list with no entries)")
-    entries = [entry_from_dict(r, str(p), i) for i, r in enumerate(raw)]
+    return raw
+
+
+def _shared_value(raw: dict[str, Any], key: str) -> Any:
+    value = raw.get(key)
+    if key == "apis_candidate" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def merge_setting_files(files: dict[str, Path]) -> list[dict[str, Any]]:
+    """The reference's per-setting files merged, by ``entry_id``, into combined raw entries.
+
+    Each row of ``user_entries_test_<s>.json`` carries its setting's prompt as ``instruction_<setting>`` (the key the
+    reference's code reads; a bare ``instruction`` is accepted too) and the entry's other fields. The shared fields
+    (query, candidates, ground truth) must agree across the three files: an error names the file and the entry
+    otherwise. Rows without ``entry_id`` are matched by position. Entry order: the first file's."""
+    merged: dict[Any, dict[str, Any]] = {}
+    origin: dict[Any, Path] = {}
+    for setting, p in files.items():
+        rows = _read_list(p)
+        seen = set()
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise DataError(f"{p}: entry #{i} is a {type(row).__name__}, expected an object")
+            eid = row.get("entry_id", i)
+            if eid in seen:
+                raise DataError(f"{p}: duplicate entry_id {eid!r}")
+            seen.add(eid)
+            key = f"instruction_{setting}"
+            prompt = row.get(key, row.get("instruction"))
+            if not isinstance(prompt, str):
+                raise DataError(f"{p}: entry {eid}: missing field {key!r} (the {setting} prompt)")
+            if eid not in merged:
+                if merged and setting != next(iter(files)):
+                    raise DataError(f"{p}: entry {eid} is not in {files[next(iter(files))]}")
+                merged[eid] = {k: v for k, v in row.items() if k != "instruction" and not k.startswith("instruction_")}
+                merged[eid].setdefault("entry_id", eid)
+                origin[eid] = p
+            else:
+                base = merged[eid]
+                for f in SHARED_FIELDS:
+                    if f in row and f in base and _shared_value(row, f) != _shared_value(base, f):
+                        raise DataError(f"{p}: entry {eid}: field {f!r} differs from {origin[eid]}")
+                for k, v in row.items():  # fields only some files carry
+                    if k != "instruction" and not k.startswith("instruction_"):
+                        base.setdefault(k, v)
+            merged[eid][key] = prompt
+        missing = [eid for eid in merged if f"instruction_{setting}" not in merged[eid]]
+        if missing:
+            raise DataError(f"{p}: entry {missing[0]} (and {len(missing) - 1} more) of the other files is missing")
+    return list(merged.values())
+
+
+def load_test_set(path: str | os.PathLike[str] | None = None, limit: int | None = None) -> TestSet:
+    """Load and validate the official test set (or a synthesized one in the same format), in either layout: the
+    combined ``user_entries_test.json`` or the reference's per-setting files (a directory: :func:`find_test_file`).
+    The result is a list of entries whose ``layout`` and ``files`` say what was read (also logged)."""
+    p = find_test_file(path)
+    files = setting_files(p) if p.is_dir() else None
+    if files:
+        raw, layout, read = merge_setting_files(files), LAYOUT_PER_SETTING, list(files.values())
+        source = str(files["preferred"].parent)
+    else:
+        raw, layout, read, source = _read_list(p), LAYOUT_COMBINED, [p], str(p)
+    entries = [entry_from_dict(r, source, i) for i, r in enumerate(raw)]
     ids = [e.entry_id for e in entries]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise DataError(f"{p}: duplicate entry_id values {dup}")
-    return entries[:limit] if limit else entries
+        raise DataError(f"{source}: duplicate entry_id values {dup}")
+    logger.info("test set: %d entries, %s layout (%s)", len(entries), layout, ", ".join(map(str, read)))
+    return TestSet(entries[:limit] if limit else entries, layout, read)
 
 
 def select_subset(entries: list[Entry], n: int | None, seed: int = 0) -> list[Entry]:
