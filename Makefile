@@ -13,11 +13,13 @@ LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)
 EVAL_OUT ?= outputs/eval-full
 LC_SIZES ?= 32,64,128
 LC_LIMIT ?= 20
+LAB_ARGS ?=
 
-.PHONY: help venv kernel reproduce readme test test-slow test-gpu eval-full bench bench-train learning-curve lint-notebooks clean-outputs
+.PHONY: help venv kernel lab reproduce readme test test-slow test-gpu eval-full bench bench-train learning-curve lint-notebooks clean-outputs
 
 help:
 	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/ (table: results.md)"
+	@echo "make lab [LAB_ARGS='--no-browser --port 8899']  JupyterLab on notebooks/ with the petool kernel"
 	@echo "make readme [RUN=cpu]  copy outputs/<run>/results.md into README.md (the explicit step; reproduce never does)"
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
@@ -39,8 +41,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The one Jupyter kernel, `petool`, installed inside the venv (ipykernel install --sys-prefix): the same function
+# reproduce calls, so make kernel / lab / reproduce and the tests share it (and drop old petool-<hash> kernels).
 kernel: venv
-	$(BIN)/python -m ipykernel install --user --name petool --display-name "Python (petool)"
+	$(BIN)/python -c 'from petool_lib.reproduce import ensure_kernel; print("kernel:", ensure_kernel())'
+
+# --allow-root only where make runs as root (containers, Colab), which Jupyter otherwise refuses
+lab: kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=petool \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 reproduce: kernel
 	$(BIN)/python -m petool_lib reproduce --profile configs/$(PROFILE).yaml --run $(RUN) --kernel petool

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -78,19 +79,49 @@ def git_commit() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
 
 
+def _kernel_python(spec_dir: str | Path) -> str | None:
+    """The interpreter a kernel spec launches (``argv[0]`` of its ``kernel.json``), or None if unreadable."""
+    try:
+        argv = json.loads((Path(spec_dir) / "kernel.json").read_text(encoding="utf-8")).get("argv") or []
+    except (OSError, ValueError):
+        return None
+    return str(argv[0]) if argv else None
+
+
+def _same_environment(python: str | None) -> bool:
+    """Whether ``python`` is this interpreter's environment (same ``bin/`` directory; symlinks are not resolved,
+    since a venv's ``python`` links to the base interpreter)."""
+    return python is not None and Path(python).absolute().parent == Path(sys.executable).absolute().parent
+
+
 def ensure_kernel() -> str:
-    """A kernel bound to this interpreter, installed inside its environment (``--sys-prefix``) under a name unique
-    to the interpreter, so it can neither shadow nor be shadowed by the user's own kernels."""
-    import hashlib
+    """The one Jupyter kernel of the project, :data:`KERNEL` (``petool``), bound to this interpreter.
+
+    It is installed inside this environment (``ipykernel install --sys-prefix --name petool``), exactly what
+    ``make kernel`` runs, so ``make reproduce``, ``make lab`` and the tests all use the same kernel. Installed (or
+    reinstalled) when missing or bound to another interpreter; kernels named ``petool-<hash>`` that earlier versions
+    registered in this environment are removed. Raises if another ``petool`` kernel (e.g. a stale
+    ``~/.local/share/jupyter/kernels/petool`` of an older ``make kernel --user``) still shadows this one."""
+    import shutil
 
     from jupyter_client.kernelspec import KernelSpecManager
 
-    name = f"{KERNEL}-{hashlib.sha1(str(Path(sys.executable).resolve()).encode()).hexdigest()[:10]}"
+    own = Path(sys.prefix) / "share" / "jupyter" / "kernels"
+    for old in own.glob(f"{KERNEL}-*"):  # the former per-interpreter, hash-named kernels
+        if re.fullmatch(rf"{KERNEL}-[0-9a-f]{{10}}", old.name) and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
     specs = KernelSpecManager().find_kernel_specs()
-    if name not in specs:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
-                        "--display-name", f"Python (petool, {sys.prefix})"], check=True, capture_output=True)
-    return name
+    if KERNEL not in specs or not _same_environment(_kernel_python(specs[KERNEL])):
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL,
+                        "--display-name", "Python (petool)"], check=True, capture_output=True)
+        specs = KernelSpecManager().find_kernel_specs()
+    found = specs.get(KERNEL)
+    if found is None or not _same_environment(_kernel_python(found)):
+        python = _kernel_python(found) if found else None
+        raise RuntimeError(f"the Jupyter kernel {KERNEL!r} resolves to {found} ({python}), not to this environment "
+                           f"({sys.executable}); remove that kernel (jupyter kernelspec remove {KERNEL}) or set "
+                           "JUPYTER_PREFER_ENV_PATH=1, then rerun")
+    return KERNEL
 
 
 def notebook_parameters(nb: Path) -> set[str]:
@@ -121,7 +152,8 @@ def reproduce(profile: str | Path, run: str | None = None, only: list[str] | Non
     run_dir = run_path(run_dir_of(run_name))
     params["run_dir"] = str(run_dir)
     params["train_profile"] = str(Path(profile).resolve())  # notebooks 03-04 load its training: section
-    kernel = kernel or ensure_kernel()
+    if kernel in (None, KERNEL):  # the project's kernel: installed / checked to be this interpreter's
+        kernel = ensure_kernel()
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / "manifest.json"
@@ -189,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=str(REPO_ROOT / "configs" / "cpu.yaml"))
     ap.add_argument("--run", default=None, help="run name under outputs/ (default: the profile's name)")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 05,06")
-    ap.add_argument("--kernel", default=None, help="Jupyter kernel name (default: one bound to this interpreter)")
+    ap.add_argument("--kernel", default=None,
+                    help=f"Jupyter kernel name (default: {KERNEL}, installed in this environment if missing)")
     ap.add_argument("--readme", default=None,
                     help="after the run, copy its results.md into this README's results block (the explicit step)")
     ap.add_argument("--no-run", action="store_true",

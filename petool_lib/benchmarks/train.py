@@ -71,7 +71,7 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
                             stage_config)
     from ..training.trl_compat import ensure_fused_lm_head
 
-    ensure_fused_lm_head()
+    ensure_fused_lm_head("cpu")  # the benchmark trains on CPU (use_cpu=True) even where Triton is installed
     path = resolve_model(model)
     tok = load_tokenizer(path)
     cfg = stage_config("cpu", stage, max_steps=steps)

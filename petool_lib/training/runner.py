@@ -91,9 +91,9 @@ class StageRunner:
         from ..core.models import resolve_model
         from .trl_compat import ensure_fused_lm_head
 
-        lm_head_fallback = ensure_fused_lm_head()
         self.check_inputs()
         self.device = training_device()
+        lm_head_fallback = ensure_fused_lm_head(self.device)  # from the device, not from whether Triton imports
         self.base_path = resolve_model(self.model)
         policy, tok = self.load_unsloth() if self.backend == "unsloth" else (None, self.load_tokenizer())
         rows, prep = prepare_rows(load_rows(self.data, self.stage), self.stage, tok, self.cfg, self.seed)

@@ -1,13 +1,19 @@
 """A pure-PyTorch stand-in for TRL's fused LM-head kernel, so TRL 1.15's SFT/DPO trainers run on CPU.
 
 TRL 1.15 patches the model's forward with a "fused LM head" that computes per-token log-probs only at the labelled
-positions through ``trl.kernels.ChunkedLogProbFunction``, a Triton kernel. Triton ships with the CUDA builds of
-PyTorch only; on the CPU wheel the import fails, TRL sets ``trl.trainer.utils._ChunkedLogProbFunction = None`` and
-every training step dies with ``AttributeError: 'NoneType' object has no attribute 'apply'``.
+positions through ``trl.kernels.ChunkedLogProbFunction``, a Triton kernel, held in
+``trl.trainer.utils._ChunkedLogProbFunction``. TRL fills that slot whenever ``import triton`` succeeds and calls it
+on whatever device the model is on. Two ways that breaks CPU training:
 
-:func:`ensure_fused_lm_head` installs :class:`TorchChunkedLogProb` in that slot when (and only when) the Triton
-kernel is missing. It computes the same five per-token outputs with ordinary autograd-tracked torch ops, chunked
-over tokens. It is never used on a GPU machine with Triton.
+* the CPU wheel of PyTorch has no Triton: the slot is ``None`` and every step dies with
+  ``AttributeError: 'NoneType' object has no attribute 'apply'``;
+* Triton is installed anyway (e.g. pulled in by ``xgrammar``): the slot holds the Triton kernel, which cannot run on
+  CPU tensors, and the first step dies with ``RuntimeError: 0 active drivers``.
+
+So :func:`ensure_fused_lm_head` decides from the training *device*, not from whether the import succeeded: on CPU
+(or without CUDA) it always installs :class:`TorchChunkedLogProb`, which computes the same five per-token outputs
+with ordinary autograd-tracked torch ops, chunked over tokens; on CUDA it leaves TRL's Triton kernel in place (and
+puts it back if this process installed the fallback earlier), using the fallback only when Triton is missing.
 """
 
 from __future__ import annotations
@@ -68,11 +74,30 @@ class TorchChunkedLogProb:
         return cat("log_probs"), cat("entropy"), cat("log_sum_sq_probs"), cat("mean_logits"), cat("is_top1")
 
 
-def ensure_fused_lm_head() -> bool:
-    """Install the torch fallback when TRL could not import its Triton kernel. Returns True if it did."""
+_MISSING = object()
+_triton_kernel: Any = _MISSING  # what TRL put in the slot, kept when the fallback replaces it (to restore on CUDA)
+
+
+def ensure_fused_lm_head(device: str | None = None) -> bool:
+    """Make TRL's fused LM head runnable on ``device`` (``cuda`` / ``cpu``; default: :func:`training_device`).
+
+    Not CUDA (or CUDA unavailable): install :class:`TorchChunkedLogProb` in
+    ``trl.trainer.utils._ChunkedLogProbFunction`` whatever TRL imported there. CUDA: keep TRL's Triton kernel
+    (restoring it if the fallback had replaced it in this process); the fallback only if Triton is missing.
+    Returns True when the torch fallback is the one in place."""
+    global _triton_kernel
     import trl.trainer.utils as trl_utils
 
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is None:
-        trl_utils._ChunkedLogProbFunction = TorchChunkedLogProb
-        return True
-    return False
+    from .backend import cuda_available, training_device
+
+    device = training_device() if device is None else device
+    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if current is not TorchChunkedLogProb:
+        _triton_kernel = current  # TRL's own (the Triton kernel, or None without Triton)
+    original = None if _triton_kernel is _MISSING else _triton_kernel
+    on_cuda = str(device).split(":")[0] == "cuda" and cuda_available()
+    if on_cuda and original is not None:
+        trl_utils._ChunkedLogProbFunction = original
+        return False
+    trl_utils._ChunkedLogProbFunction = TorchChunkedLogProb
+    return True
