@@ -4,16 +4,13 @@ exit 2, *before* the work; writes never share a temp file."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,6 +22,7 @@ from petool_lib.inference.config import DecodeConfig
 
 from ..inference.stub import StubPredictor
 from .inputs_data import entry_dict, small_test_set, write_test_set
+from .readonly import no_dac_override
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,31 +72,11 @@ def test_baselines_unwritable_out_fails_before_the_work(tmp_path, capsys, monkey
 
 # --- a read-only folder (root ignores file modes: the command runs without that capability) -----------------------
 
-@pytest.fixture
-def read_only_dir() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="petool-ro-in-"))
-    base.chmod(0o755)
-    ro = base / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        yield ro
-    finally:
-        ro.chmod(0o755)
-        shutil.rmtree(base)
-
-
-def _no_dac_override() -> None:
-    if os.getuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
-            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
-
 
 def _run_unprivileged(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=_no_dac_override)
+                          preexec_fn=no_dac_override)
 
 
 @pytest.mark.parametrize("command", [["baselines", "--method", "random"],

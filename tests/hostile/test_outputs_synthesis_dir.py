@@ -4,17 +4,13 @@ run wrote, an unwritable ``--out`` and bad arguments fail before any work with o
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -22,6 +18,7 @@ from petool_lib import cli as petool_cli
 from petool_lib.synthesis.config import SynthConfig
 from petool_lib.synthesis.exports import file_hashes, is_synthesis_output
 from petool_lib.synthesis.cli import main
+from .readonly import no_dac_override
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,35 +105,11 @@ def test_out_that_is_a_file_or_under_a_file_is_an_error(tmp_path: Path, capsys: 
     assert f.read_text() == "x" and not (tmp_path / "cache").exists()
 
 
-@pytest.fixture
-def read_only_dir() -> Iterator[Path]:
-    """An empty read-only directory (under a world-readable base, so that ``nobody`` can reach it)."""
-    base = Path(tempfile.mkdtemp(prefix="petool-ro-"))
-    base.chmod(0o755)
-    ro = base / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        yield ro
-    finally:
-        ro.chmod(0o755)
-        shutil.rmtree(base)
-
-
-def _no_dac_override() -> None:
-    """``preexec_fn``: as root, drop the capabilities that let root ignore file modes (from the bounding set, so the
-    exec'd interpreter runs without them); a no-op for other users."""
-    if os.getuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
-            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
-
-
 def _run_unprivileged(args: list[str]) -> subprocess.CompletedProcess[str]:
     """``python ARGS`` without the right to write into read-only directories."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=_no_dac_override)
+                          preexec_fn=no_dac_override)
 
 
 @pytest.mark.parametrize("where", ["out", "parent"])
