@@ -14,7 +14,7 @@ from petool_lib.benchmarks import train as bench  # noqa: E402
 from petool_lib.training import load_tokenizer, load_training_profile  # noqa: E402
 
 
-def test_bench_rows_are_trimmed_like_the_cpu_profile() -> None:
+def test_bench_rows_are_trimmed_like_the_cpu_profile(official_path: str) -> None:  # skips without the test set
     from petool_lib.core import resolve_model
     from petool_lib.training import count_tokens
 
@@ -27,7 +27,7 @@ def test_bench_rows_are_trimmed_like_the_cpu_profile() -> None:
 
 
 def test_one_variant_through_the_worker_subprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str], official_path: str) -> None:
     monkeypatch.setattr(bench, "VARIANTS", {"sft": ("cpu-profile",)})
     out = tmp_path / "bench_train.json"
     rc = bench.main(["--out", str(out), "--model", "tiny", "--steps", "1", "--stages", "sft"])
