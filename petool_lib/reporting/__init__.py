@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .compare import compare_runs, format_report  # noqa: F401
 from .report import (  # noqa: F401
     PUBLISHED_RATINGS,
     README_START,
@@ -39,6 +40,8 @@ from .evaluation import (  # noqa: F401
 )
 
 __all__ = [
+    "compare_runs",
+    "format_report",
     "PUBLISHED_RATINGS",
     "README_START",
     "README_END",
