@@ -74,6 +74,27 @@ def ensure_writable(path: str | os.PathLike[str], option: str = "") -> Path:
     base = _existing_ancestor(path.parent)
     if not base.is_dir():
         raise OutputError(f"{where}: {base} is not a directory")
+    _probe(base, where)
+    return path
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], option: str = "") -> Path:
+    """Check, before any work, that the folder ``path`` can be created or written into; creates nothing. Raises
+    :class:`OutputError` (``"[option ]PATH: why"``) when ``path`` or an ancestor is a file, or the nearest existing
+    folder refuses a probe file."""
+    path = Path(path)
+    where = f"{option} {path}" if option else str(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{where}: exists and is not a directory")
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        raise OutputError(f"{where}: {base} is not a directory")
+    _probe(base, where)
+    return path
+
+
+def _probe(base: Path, where: str) -> None:
+    """Create and remove a probe file in the folder ``base``; :class:`OutputError` naming ``where`` if refused."""
     probe = base / f".petool-write-check.{os.getpid()}.{uuid.uuid4().hex[:12]}"
     try:
         with open(probe, "x", encoding="utf-8"):
@@ -81,7 +102,6 @@ def ensure_writable(path: str | os.PathLike[str], option: str = "") -> Path:
     except OSError as exc:
         raise OutputError(f"{where}: cannot write to {base} ({exc.strerror or exc})") from None
     probe.unlink()
-    return path
 
 
 def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = None, sort_keys: bool = False) -> Path:

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from ..core.context import fit_prompt, make_messages, template_ids
 from ..core.data import SETTINGS, Entry
-from ..core.io import write_json
+from ..core.io import OutputError, ensure_writable_dir, write_json
 from ..core.prompts import PromptError, dumps, parse_prompt
 
 SETTING_LETTER = {"preferred": "p", "ratings": "r", "chronological": "c"}
@@ -314,26 +314,12 @@ def _preparation_files(out: Path) -> dict[str, str] | None:
     return {rel: "" for rel in PREPARATION_FILES if (out / rel).is_file()}
 
 
-def _existing_ancestor(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
 def check_writable(out: Path) -> None:
     """Raise :class:`OutputDirError` unless ``out`` (or the folder it would be created in) takes a new file."""
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"--out {out}: exists and is not a directory")
-    base = _existing_ancestor(out)
-    if not base.is_dir():
-        raise OutputDirError(f"--out {out}: {base} is not a directory")
     try:
-        fd, probe = tempfile.mkstemp(dir=base, prefix=".petool-write-check-")
-    except OSError as exc:
-        raise OutputDirError(f"--out {out}: cannot write to {base} ({exc.strerror or exc})") from None
-    os.close(fd)
-    os.unlink(probe)
+        ensure_writable_dir(out, "--out")
+    except OutputError as exc:
+        raise OutputDirError(str(exc)) from None
 
 
 @dataclass
