@@ -143,6 +143,13 @@ def resolve_model(name: str) -> str:
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that run bf16 matmuls natively
 
 
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of a model name (``smollm2`` / ``tiny`` from the local caches), HF id or local path."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(name))
+
+
 def cpu_has_native_bf16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
     """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX). Elsewhere (most laptops, non-Linux) bf16 on
     CPU is emulated and slower than fp32, so this answers False when it cannot tell."""

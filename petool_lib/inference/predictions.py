@@ -60,11 +60,9 @@ def make_predictor(
 
         tok = None
         if tokenizer:
-            from transformers import AutoTokenizer
+            from ..core.models import load_tokenizer
 
-            from ..core.models import resolve_model
-
-            tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
+            tok = load_tokenizer(tokenizer)
         return OpenAIPredictor(model, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
                                max_tokens=max_tokens, tokenizer=tok)
     raise ValueError(f"unknown predictor {kind!r}; expected one of {PREDICTORS}")

@@ -96,12 +96,10 @@ class LFFitStats:
 def load_tokenizer(name: str) -> Any:
     """A tokenizer by model name (``smollm2`` / ``tiny`` resolve to the local caches) or HF id / path. Raises
     ``RuntimeError`` naming ``--lf-tokenizer none`` (export unfitted) when it cannot be loaded."""
+    from ..core.models import load_tokenizer as load_model_tokenizer
+
     try:
-        from transformers import AutoTokenizer
-
-        from ..core.models import resolve_model
-
-        return AutoTokenizer.from_pretrained(resolve_model(name))
+        return load_model_tokenizer(name)
     except (OSError, ImportError, ValueError) as exc:
         raise RuntimeError(f"LLaMA-Factory export: cannot load tokenizer {name!r} to fit its prompts ({exc}); pass "
                            "--lf-tokenizer NAME (smollm2 | tiny | HF id / path) or --lf-tokenizer none") from exc

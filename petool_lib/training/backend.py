@@ -77,9 +77,9 @@ def bf16_supported(device: str) -> bool:
 
 def load_tokenizer(path: str) -> Any:
     """The tokenizer of a model or adapter directory, with a pad token (the EOS token when it has none)."""
-    from transformers import AutoTokenizer
+    from ..core.models import load_tokenizer as load_model_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = load_model_tokenizer(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
