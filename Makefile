@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 PROFILE ?= cpu
 RUN    ?= $(PROFILE)
 STAMP  := $(VENV)/.petool-installed
+SERVER_STAMP := $(VENV)/.petool-server-installed
 BENCH_N ?= 30
 MODEL   ?= smollm2
 ADAPTER ?=
@@ -15,7 +16,7 @@ LC_SIZES ?= 32,64,128
 LC_LIMIT ?= 20
 LAB_ARGS ?=
 
-.PHONY: help venv kernel lab reproduce readme test test-slow test-gpu eval-full bench bench-train learning-curve lint-notebooks clean-outputs
+.PHONY: help venv kernel lab reproduce readme test test-slow test-gpu server-deps test-server eval-full bench bench-train learning-curve lint-notebooks clean-outputs
 
 help:
 	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/ (table: results.md)"
@@ -24,6 +25,10 @@ help:
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"
 	@echo "make test-slow   real-model tests (SmolLM2)"
 	@echo "make test-gpu    CUDA smoke of training + prediction with the tiny model (needs a GPU)"
+	@echo "make server-deps llama-cpp-python[server] (requirements-server.txt) into the venv; built from source once,"
+	@echo "                 then reused from pip's wheel cache"
+	@echo "make test-server predict/synthesize --predictor/--llm openai against a real llama-cpp-python server"
+	@echo "                 on the embedded SmolLM2 GGUF (127.0.0.1, started and stopped by the test)"
 	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name] [EVAL_TEST=file]  all 1,000 official entries x 3 settings"
 	@echo "                 (or EVAL_TEST, e.g. the probe-rename output),"
 	@echo "                 cpu-profile decoding on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
@@ -65,6 +70,19 @@ test-slow: venv
 
 test-gpu: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu
+
+# llama-cpp-python is published as source only: the first install compiles llama.cpp (CMAKE_BUILD_PARALLEL_LEVEL
+# jobs, default 2); pip keeps the built wheel in its cache (~/.cache/pip/wheels), so a rerun or a fresh venv
+# installs it in seconds. The stamp skips pip when requirements-server.txt has not changed.
+$(SERVER_STAMP): requirements-server.txt $(STAMP)
+	@echo "installing requirements-server.txt (a first build of llama.cpp takes minutes; cached by pip afterwards)"
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-2} $(BIN)/python -m pip install -q -r requirements-server.txt
+	touch $(SERVER_STAMP)
+
+server-deps: $(SERVER_STAMP)
+
+test-server: server-deps
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m slow tests/inference/test_real_server.py
 
 eval-full: venv
 	$(BIN)/python -m petool_lib predict --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER),) $(if $(EVAL_TEST),--test $(EVAL_TEST),) \

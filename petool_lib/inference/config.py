@@ -19,12 +19,22 @@ MODES = ("generate", "constrained", "rank")
 # candidates first, then shortens descriptions if needed; ``oldest`` drops the oldest history items (the reference).
 CONTEXTS = CONTEXT_MODES
 DEFAULT_CONTEXT = "evidence"
+DEVICE_MAPS = ("none", "auto")  # how a local model is placed: on one device, or spread by accelerate (large models)
 GENERATION_RESERVE = 256  # tokens kept for the answer when the budget defaults to the model's context window
 # profile key -> EvalConfig field (``decode.X``: a DecodeConfig field)
 PROFILE_KEYS: dict[str, str] = {
     "eval_modes": "modes", "eval_max_prompt_tokens": "max_prompt_tokens", "eval_context": "context",
-    "eval_dtype": "dtype", "eval_max_value_chars": "decode.max_value_chars",
+    "eval_dtype": "dtype", "eval_max_value_chars": "decode.max_value_chars", "eval_device_map": "device_map",
 }
+
+
+def parse_device_map(value: str | None) -> str | None:
+    """``None`` / ``"none"`` -> None (the model on one device); ``"auto"`` -> ``"auto"``; anything else an error."""
+    if value is None or value == "none":
+        return None
+    if value not in DEVICE_MAPS:
+        raise ValueError(f"unknown device_map {value!r}; expected one of {DEVICE_MAPS}")
+    return value
 
 
 @dataclass
@@ -69,6 +79,8 @@ class EvalConfig:
     - ``context``: how an over-budget prompt is cut: ``evidence`` (default; evidence items first, then the items
       most related to the query, then shorter descriptions) or ``oldest`` (drop the oldest items; the reference).
     - ``dtype``: weights dtype of a local model (``auto``: bf16 on GPU and on CPUs with native bf16, else fp32).
+    - ``device_map``: placement of a local model: ``None`` (default; ``none`` in a profile) = one device; ``auto`` =
+      spread over every GPU, then CPU RAM, by accelerate (large local models; profile key ``eval_device_map``).
     """
 
     modes: tuple[str, ...] = ("constrained",)
@@ -76,9 +88,11 @@ class EvalConfig:
     max_prompt_tokens: int | None = None
     context: str = DEFAULT_CONTEXT
     dtype: str | None = "auto"
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", parse_modes(self.modes))
+        object.__setattr__(self, "device_map", parse_device_map(self.device_map))
         if self.context not in CONTEXTS:
             raise ValueError(f"unknown context mode {self.context!r}; expected one of {CONTEXTS}")
         if self.max_prompt_tokens is not None and int(self.max_prompt_tokens) < 1:
@@ -88,8 +102,9 @@ class EvalConfig:
     def from_profile(cls, params: Mapping[str, Any]) -> "EvalConfig":
         """From a profile's (or a notebook's parameters') ``eval_*`` keys; absent keys keep the defaults.
 
-        Reads ``eval_modes``, ``eval_max_prompt_tokens``, ``eval_max_value_chars``, ``eval_dtype`` and
-        ``eval_context``; every other key is ignored (e.g. ``eval_limit``, which chooses entries, not decoding).
+        Reads ``eval_modes``, ``eval_max_prompt_tokens``, ``eval_max_value_chars``, ``eval_dtype``,
+        ``eval_device_map`` and ``eval_context``; every other key is ignored (e.g. ``eval_limit``, which chooses
+        entries, not decoding).
         """
         kwargs: dict[str, Any] = {}
         decode: dict[str, Any] = {}

@@ -20,11 +20,11 @@ from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from ..core.context import ChatPrompt, build_chat_prompt, end_of_turn_ids
 from ..core.data import Entry
-from ..core.models import load_model, resolve_model
+from ..core.models import inference_dtype, load_model, resolve_model
 from .attention import BLOCK
 from .attention import register as register_blocked_attention
 from .cache import adapter_hash, model_fingerprint
-from .config import MODES, DecodeConfig
+from .config import MODES, DecodeConfig, parse_device_map
 from .grammar import ToolCallGrammar, name_text, vocab_index
 
 CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt against the context window
@@ -65,6 +65,27 @@ def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def load_with_device_map(model: str, adapter: str | None = None, dtype: str | None = "auto",
+                         device_map: str = "auto") -> tuple[Any, Any]:
+    """(model, tokenizer) placed by accelerate's big-model loading (``device_map="auto"``): the layers spread over
+    every visible GPU, then CPU RAM (then disk), for a model too large for one device. ``dtype`` as
+    :func:`~petool_lib.core.models.inference_dtype` (bf16 when a GPU is present)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(model)
+    tok = AutoTokenizer.from_pretrained(adapter or path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    weights = inference_dtype("cuda" if torch.cuda.is_available() else "cpu", dtype or "auto")
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=weights, device_map=device_map)
+    if adapter:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter)
+    lm.eval()
+    return lm, tok
+
+
 class HFPredictor:
     """A local transformers causal LM (optionally with a PEFT adapter) predicting tool calls (a
     :class:`~petool_lib.inference.base.Predictor`, every mode)."""
@@ -73,20 +94,35 @@ class HFPredictor:
     modes = MODES
     sort_by_length = True  # batches of similar lengths: little padding
 
-    def __init__(self, model: str, adapter: str | None = None, dtype: str | None = "auto", device: str | None = None):
+    def __init__(self, model: str, adapter: str | None = None, dtype: str | None = "auto", device: str | None = None,
+                 device_map: str | None = None):
         """``dtype``: ``"auto"`` (also for ``None``) = bf16 on CUDA and on CPUs with native bf16, else fp32
-        (:func:`~petool_lib.core.models.inference_dtype`); or a name such as ``"float32"``."""
+        (:func:`~petool_lib.core.models.inference_dtype`); or a name such as ``"float32"``.
+
+        ``device_map``: ``None`` / ``"none"`` (default) = the whole model on ``device`` (CUDA when present);
+        ``"auto"`` = accelerate places the layers over every GPU, then CPU RAM, for large local models (inputs go
+        to the device of the first layer; a LoRA adapter is then kept unmerged). Not part of the cache key: the
+        placement does not change what is computed."""
         self.model_name = model
         self.adapter = adapter
-        self.model, self.tokenizer = load_model(model, adapter=adapter, dtype=dtype or "auto", device=device)
+        self.device_map = parse_device_map(device_map)
+        if self.device_map is None:
+            self.model, self.tokenizer = load_model(model, adapter=adapter, dtype=dtype or "auto", device=device)
+        else:
+            if device is not None:
+                raise ValueError(f"device={device!r} and device_map={self.device_map!r}: give one of them")
+            self.model, self.tokenizer = load_with_device_map(model, adapter, dtype, self.device_map)
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        if adapter and hasattr(self.model, "merge_and_unload") and self.dtype == "float32":
+        # (not with device_map auto: weights dispatched by accelerate, possibly offloaded, stay as loaded)
+        if adapter and hasattr(self.model, "merge_and_unload") and self.dtype == "float32" and self.device_map is None:
             # LoRA folded into fp32 weights: the same function, faster. Not in bf16/fp16: the small LoRA update would
             # be rounded away in the merged 8-bit-mantissa weights (measured: the cpu-profile SFT adapter fell from
             # 6/24 to 3/24 tools right when merged in bf16, 5/24 unmerged); unmerged, PEFT runs the adapter in fp32.
             self.model = self.model.merge_and_unload()
             self.model.eval()
-        self.device = next(self.model.parameters()).device
+        self.device = next(self.model.parameters()).device  # device_map auto: the first layer's (inputs go there)
+        if self.device.type == "meta":  # an offloaded first layer: accelerate's hooks move the inputs themselves
+            self.device = torch.device("cpu")
         cpu_bf16_sdpa = self.device.type == "cpu" and self.dtype == "bfloat16" and self._attention() == "sdpa"
         # bf16 on CPU: prefill as block-causal bf16 matrix products (2.2x faster than SDPA's flash kernel at 1.5k
         # tokens) and short forwards on a cache as plain products (inference/attention.py); the rest still SDPA.

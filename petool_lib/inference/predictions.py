@@ -37,7 +37,8 @@ from ..core.data import DataError, Entry, find_test_file, load_test_set, resolve
 from ..core.io import ensure_writable, write_json, write_jsonl
 from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
-from .config import CONTEXTS, DEFAULT_CONTEXT, MODES, DecodeConfig, EvalConfig, profile_eval_config
+from .config import CONTEXTS, DEFAULT_CONTEXT, DEVICE_MAPS, MODES, DecodeConfig, EvalConfig, profile_eval_config
+from .openai_client import RESPONSE_FORMATS  # the openai SDK itself is imported only when a predictor is made
 
 PREDICTORS = ("hf", "openai")
 
@@ -45,17 +46,23 @@ PREDICTORS = ("hf", "openai")
 def make_predictor(
     kind: str, model: str, adapter: str | None = None, dtype: str | None = "auto", concurrency: int = 4,
     max_retries: int = 3, timeout: float = 60.0, max_tokens: int = 256, tokenizer: str | None = None,
+    response_format: str = "none", device_map: str | None = None,
 ) -> Predictor:
     """``hf``: a local model (:class:`~petool_lib.inference.hf.HFPredictor`); ``openai``: an endpoint
     (:class:`~petool_lib.inference.openai_client.OpenAIPredictor`; ``tokenizer`` names a model whose tokenizer
-    measures the prompt budget)."""
+    measures the prompt budget; ``response_format``: none | json_object | json_schema, the structured output asked
+    of the server). ``device_map``: hf only, ``auto`` spreads a large local model over the GPUs (then CPU RAM)."""
     if kind == "hf":
+        if response_format != "none":
+            raise ValueError("--response-format applies to the openai predictor only")
         from .hf import HFPredictor
 
-        return HFPredictor(model, adapter=adapter, dtype=dtype)
+        return HFPredictor(model, adapter=adapter, dtype=dtype, device_map=device_map)
     if kind == "openai":
         if adapter:
             raise ValueError("--adapter applies to the hf predictor only")
+        if device_map not in (None, "none"):
+            raise ValueError("--device-map applies to the hf predictor only")
         from .openai_client import OpenAIPredictor
 
         tok = None
@@ -64,7 +71,7 @@ def make_predictor(
 
             tok = load_tokenizer(tokenizer)
         return OpenAIPredictor(model, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-                               max_tokens=max_tokens, tokenizer=tok)
+                               max_tokens=max_tokens, tokenizer=tok, response_format=response_format)
     raise ValueError(f"unknown predictor {kind!r}; expected one of {PREDICTORS}")
 
 
@@ -263,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
                          "openai: requests per cache flush (default 16)")
     ap.add_argument("--dtype", default="auto", help="hf weights dtype: auto (bf16 on GPU and on CPUs with native "
                     "bf16, else fp32), float32, bfloat16")
+    ap.add_argument("--device-map", default="none", choices=DEVICE_MAPS,
+                    help="hf: none (default: the model on one device) or auto (accelerate spreads a large model over "
+                         "every GPU, then CPU RAM)")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="generate mode: new-token bound")
     ap.add_argument("--max-value-chars", type=int, default=None,
                     help="constrained/rank: string value bound (default: the cpu profile's on a CPU, else 128)")
@@ -271,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-retries", type=int, default=3, help="openai: retries per request")
     ap.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
     ap.add_argument("--tokenizer", default=None, help="openai: tokenizer used to measure --max-prompt-tokens")
+    ap.add_argument("--response-format", default="none", choices=RESPONSE_FORMATS,
+                    help="openai: structured output asked of the server, a call whose tool_name is one of the "
+                         "entry's candidates: json_schema (OpenAI's form: vLLM, llama-server, Ollama), "
+                         "json_object (with a schema: llama-cpp-python's server), none (default: free text)")
     ap.add_argument("--cache", default=None, help="cache file (default: <out dir>/.cache/<out name>.cache.jsonl)")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write a cache file")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -285,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         base = cli_defaults(kind)
         mode = args.mode or base.modes[0]
         cfg = EvalConfig(modes=(mode,), context=args.context or base.context, dtype=args.dtype,
+                         device_map=args.device_map,
                          max_prompt_tokens=base.max_prompt_tokens if args.max_prompt_tokens is None else args.max_prompt_tokens,
                          decode=DecodeConfig(max_new_tokens=args.max_new_tokens, rank_score=args.rank_score,
                                              max_value_chars=args.max_value_chars or base.decode.max_value_chars))
@@ -296,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         entries = select_subset(load_test_set(test_path), args.limit, args.seed)
         require_candidates(entries, resolve_settings(args.setting), mode, str(test_path))
         predictor = make_predictor(kind, args.model, args.adapter, cfg.dtype, args.concurrency, args.max_retries,
-                                   args.timeout, args.max_new_tokens, args.tokenizer)
+                                   args.timeout, args.max_new_tokens, args.tokenizer, args.response_format,
+                                   cfg.device_map)
         print(f"mode {mode}, context {cfg.context}, prompt budget {cfg.prompt_budget(predictor.context_window())}, "
               f"max value chars {cfg.decode.max_value_chars}", file=sys.stderr)
         t0 = time.perf_counter()
@@ -324,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             "n_entries": len(entries), "settings": settings, "model": args.model, "adapter": args.adapter,
             "predictor": predictor.identity(), "config": {"mode": mode, "context": cfg.context,
                                                           "max_prompt_tokens": cfg.prompt_budget(predictor.context_window()),
-                                                          "dtype": cfg.dtype, "decode": asdict(cfg.decode)},
+                                                          "dtype": cfg.dtype, "decode": asdict(cfg.decode),
+                                                          "response_format": args.response_format},
             "speed": speed_summary(rows, seconds), "evaluation": summaries,
             "entry_ids": [e.entry_id for e in entries],
         }, indent=2)

@@ -86,13 +86,16 @@ def load_tokenizer(path: str) -> Any:
 
 
 def load_base_model(path: str, device: str) -> Any:
-    """The base causal LM for the ``hf`` backend: fp32 on CPU; bf16 (else fp16) on GPU, placed by ``device_map``."""
+    """The base causal LM for the ``hf`` backend: fp32 on CPU; bf16 (else fp16) on GPU, placed by ``device_map`` on
+    this process's GPU (``LOCAL_RANK``: under ``accelerate launch`` / ``torchrun`` each rank trains on its own)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .distributed import local_rank
+
     if device == "cuda":  # device_map also places pre-quantized (bitsandbytes) checkpoints, which .to() cannot move
         dtype = torch.bfloat16 if bf16_supported(device) else torch.float16
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": 0})
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": local_rank()})
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 

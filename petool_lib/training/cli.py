@@ -4,6 +4,12 @@
         [--backend auto|hf|unsloth] [--max-steps N]                                           # -> OUT/sft
     python -m petool_lib.training.cli dpo --data DIR --model MODEL --adapter OUT/sft --out OUT2 ...   # -> OUT2/dpo
 
+Several processes (DDP on GPUs, DeepSpeed ZeRO-2, or gloo on CPUs; configs in ``configs/accelerate/``)::
+
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m petool_lib train sft ...
+
+Every process trains; only the main one writes the stage's files and prints the summary.
+
 The profile (a name: ``configs/<name>.yaml``, or any profile YAML) is read once here, its stage config built with
 the command-line overrides, the backend resolved, and the resolved objects handed to ``train_sft`` / ``train_dpo``.
 """
@@ -13,12 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.data import DataError
 from .backend import BACKENDS, BackendError, prepare_backend
 from .checkpoints import ResumeError, to_jsonable
-from .config import PROFILE_NAMES, STAGES, ProfileError, load_training_profile, stage_config
+from .config import (PROFILE_NAMES, REPORT_TO, STAGES, ProfileError, load_training_profile, parse_report_to,
+                     stage_config)
+from .distributed import is_main_process
 from .dpo import train_dpo
 from .sft import train_sft
 
@@ -47,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ignore checkpoints of an interrupted run (by default a rerun resumes from the newest "
                             "complete checkpoint of the same config and data; incomplete ones are skipped)")
         s.add_argument("--keep-checkpoints", action="store_true")
+        s.add_argument("--report-to", default=None, metavar="|".join(REPORT_TO),
+                       help="send the training logs to these trackers (comma list; overrides the profile's "
+                            "report_to, default none); tensorboard logs go to OUT/STAGE/tensorboard")
     return p
 
 
@@ -54,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         profile = load_training_profile(args.profile)
+        if args.report_to is not None:
+            try:
+                profile = replace(profile, report_to=parse_report_to(args.report_to))
+            except ValueError as exc:
+                raise ProfileError(f"--report-to: {exc}") from None
         settings = tuple(x.strip() for x in args.settings.split(",") if x.strip()) if args.settings else None
         try:
             cfg = stage_config(profile, args.stage, max_steps=args.max_steps, max_examples=args.max_examples,
@@ -71,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendError, DataError, ProfileError, ResumeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not is_main_process():  # the main process prints the summary (the same numbers)
+        return 0
     summary = {k: v for k, v in res.metrics.items() if k != "data"}
     summary["data"] = {k: v for k, v in res.metrics["data"].items() if k != "entry_ids"}
     print(json.dumps(to_jsonable(summary), indent=1))

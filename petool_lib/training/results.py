@@ -42,9 +42,12 @@ def stage_summary(res: StageResult) -> dict[str, Any]:
 
 def record_stage(run_dir: str | Path, res: StageResult, **extra: Any) -> dict[str, Any]:
     """Write :func:`stage_summary` (plus ``extra`` values) as the ``sft`` / ``dpo`` section of the run's
-    ``metrics.json``; returns what was written."""
+    ``metrics.json``; returns what was written. Under ``accelerate launch`` only the main process writes (the
+    others return the same values)."""
     from ..core.runs import update_metrics
+    from .distributed import is_main_process
 
     values = {**stage_summary(res), **extra}
-    update_metrics(run_dir, res.stage, values)
+    if is_main_process():
+        update_metrics(run_dir, res.stage, values)
     return values

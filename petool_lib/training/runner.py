@@ -3,6 +3,9 @@ budget, resume point, monitor, ``trainer.train()``, outputs. :class:`StageRunner
 runners (``sft.py``, ``dpo.py``) supply only what differs: how the model is loaded, which TRL trainer, and checks
 around training.
 
+Under ``accelerate launch`` / ``torchrun`` every process runs the whole stage and trains (DDP / DeepSpeed); only the
+main process prepares the checkpoint folder and writes the stage's files (see ``distributed.py``).
+
 It takes resolved objects — a :class:`StageConfig`, a :class:`Profile` (model-loading choices, the name recorded)
 and a backend from :func:`prepare_backend` — so callers (the CLI, the notebooks) resolve a profile once.
 """
@@ -16,7 +19,8 @@ from typing import Any, Sequence
 from ..core.data import DataError
 from .backend import bf16_supported, load_tokenizer, prepare_backend, training_device
 from .checkpoints import CHECKPOINTS, remove_checkpoints, resume_point, run_fingerprint, write_stage_outputs
-from .config import Profile, StageConfig, to_dict
+from .config import Profile, StageConfig, check_report_to, to_dict
+from .distributed import init_distributed, main_first, on_main
 from .monitor import ResourceMonitor
 from .results import StageResult
 from .rows import PrepStats, load_rows, prepare_rows
@@ -44,6 +48,7 @@ class StageRunner:
         self.adapter = Path(adapter) if adapter is not None else None
         self.device = ""
         self.base_path = ""
+        self.world: dict[str, Any] = {"world_size": 1, "rank": 0, "local_rank": 0}
 
     # --- what a stage supplies ----------------------------------------------------------------------------------
 
@@ -77,11 +82,17 @@ class StageRunner:
     # --- the shared steps ---------------------------------------------------------------------------------------
 
     def run_config(self) -> dict[str, Any]:
-        """The resolved run (``train_config.json``, and with the rows' hash the resume fingerprint)."""
-        return {"stage": self.stage, "profile": self.profile.name, "stage_config": to_dict(self.cfg),
-                "model": self.model, "base_model_path": self.base_path,
-                "adapter": str(self.adapter) if self.adapter is not None else None, "backend": self.backend,
-                "device": self.device, "seed": self.seed, "data": str(self.data)}
+        """The resolved run (``train_config.json``, and with the rows' hash the resume fingerprint).
+
+        ``world_size`` appears only with several processes (the data is sharded differently, so a checkpoint of a
+        2-process run is not resumed by 1 process); a single-process run's fingerprint is what it always was."""
+        out = {"stage": self.stage, "profile": self.profile.name, "stage_config": to_dict(self.cfg),
+               "model": self.model, "base_model_path": self.base_path,
+               "adapter": str(self.adapter) if self.adapter is not None else None, "backend": self.backend,
+               "device": self.device, "seed": self.seed, "data": str(self.data)}
+        if self.world["world_size"] > 1:
+            out["world_size"] = self.world["world_size"]
+        return out
 
     def run(self) -> StageResult:
         t_start = time.perf_counter()
@@ -92,24 +103,29 @@ class StageRunner:
         from .trl_compat import ensure_fused_lm_head
 
         self.check_inputs()
+        check_report_to(self.profile.report_to)
         self.device = training_device()
+        self.world = init_distributed(self.device)  # joins the launcher's process group (no-op for one process)
         lm_head_fallback = ensure_fused_lm_head(self.device)  # from the device, not from whether Triton imports
-        self.base_path = resolve_model(self.model)
+        self.base_path = main_first(lambda: resolve_model(self.model))  # ``tiny``/``smollm2`` caches built once
         policy, tok = self.load_unsloth() if self.backend == "unsloth" else (None, self.load_tokenizer())
         rows, prep = prepare_rows(load_rows(self.data, self.stage), self.stage, tok, self.cfg, self.seed)
         if not rows:
             raise DataError(f"{self.data}: no {self.stage.upper()} row fits {self.cfg.token_budget} tokens "
                             f"({prep.to_dict()})")
         run_cfg = self.run_config()
-        resume_from = resume_point(self.out / CHECKPOINTS, run_fingerprint(run_cfg, rows), self.resume)
+        # the main process cleans / prepares the checkpoint folder; the others wait for its answer (or its error)
+        resume_from = on_main(lambda: resume_point(self.out / CHECKPOINTS, run_fingerprint(run_cfg, rows),
+                                                   self.resume))
         if policy is None:
             policy = self.load_policy()
         monitor = ResourceMonitor()
         trainer_cls, args, extra_kwargs = self.trainer_parts(dict(
             output_dir=str(self.out / CHECKPOINTS), seed=self.seed, device=self.device,
-            bf16_supported=bf16_supported(self.device)))
+            bf16_supported=bf16_supported(self.device), report_to=self.profile.report_to))
         trainer = trainer_cls(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                               callbacks=[monitor.callback(), *self.callbacks], **extra_kwargs)
+        self._place_tracker_logs(trainer)
         extra = {"resumed_from": resume_from, "torch_lm_head_fallback": lm_head_fallback,
                  **self.before_training(trainer)}
         try:
@@ -118,6 +134,13 @@ class StageRunner:
             monitor.stop()
         extra.update(self.after_training(trainer))
         return self._finish(trainer, tok, run_cfg, rows, prep, monitor.results, extra, t_start)
+
+    def _place_tracker_logs(self, trainer: Any) -> None:
+        """TensorBoard event files go to ``<out>/tensorboard`` (transformers' default, ``<output_dir>/runs``, is
+        inside the checkpoint folder that a finished stage removes); ``TENSORBOARD_LOGGING_DIR`` still wins."""
+        for cb in getattr(trainer.callback_handler, "callbacks", []):
+            if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "logging_dir", None) is None:
+                cb.logging_dir = str(self.out / "tensorboard")
 
     def _finish(self, trainer: Any, tok: Any, run_cfg: dict[str, Any], rows: list[dict[str, Any]], prep: PrepStats,
                 measured: dict[str, Any], extra: dict[str, Any], t_start: float) -> StageResult:
@@ -137,11 +160,20 @@ class StageRunner:
             "wall_seconds": round(time.perf_counter() - t_start, 2),
             "data": prep.to_dict(),
             **extra,
+            # the processes that trained, and the one whose numbers (RSS, timings) these are: in train_stats.json
+            # always 0, the main process, the only one that writes it (tokens/s counts the tokens of every rank)
+            "world_size": self.world["world_size"],
+            "rank": self.world["rank"],
         }
-        write_stage_outputs(self.out, model, tok, history, metrics, {**run_cfg, "training_args": trainer.args.to_dict()},
-                            f"{self.stage.upper()} ({self.profile.name}, {self.model})")
-        if not self.keep_checkpoints:
-            remove_checkpoints(self.out)
+
+        def write() -> None:  # the main process only; the others wait, so every rank returns with the files there
+            write_stage_outputs(self.out, model, tok, history, metrics,
+                                {**run_cfg, "training_args": trainer.args.to_dict()},
+                                f"{self.stage.upper()} ({self.profile.name}, {self.model})")
+            if not self.keep_checkpoints:
+                remove_checkpoints(self.out)
+
+        on_main(write)
         model.eval()
         return StageResult(stage=self.stage, out_dir=self.out, metrics=metrics, log_history=history,
                            run_config=run_cfg, model=model, tokenizer=tok, rows=rows)

@@ -63,3 +63,11 @@ def test_prompt_budget():
     assert EvalConfig().prompt_budget(8192) == 8192 - 256  # the window minus the answer reserve
     assert EvalConfig(decode=DecodeConfig(max_new_tokens=512)).prompt_budget(8192) == 8192 - 512
     assert EvalConfig().prompt_budget(None) is None  # an endpoint: no budget unless one is set
+
+
+def test_device_map_option():
+    assert EvalConfig().device_map is None  # default: the model on one device, as before
+    assert EvalConfig.from_profile({"eval_device_map": "auto"}).device_map == "auto"
+    assert EvalConfig.from_profile({"eval_device_map": "none"}).device_map is None
+    with pytest.raises(ValueError, match="unknown device_map"):
+        EvalConfig(device_map="sequential")

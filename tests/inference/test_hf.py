@@ -105,3 +105,33 @@ def test_lora_is_merged_in_fp32_but_kept_separate_in_bf16(tmp_path):
         ref = lora(input_ids=ids).logits
         assert torch.allclose(fp32.model(input_ids=ids.to(fp32.device)).logits.cpu(), ref, atol=1e-4)
         assert bf16.model(input_ids=ids.to(bf16.device)).logits.shape == ref.shape
+
+
+def test_device_map_auto_reaches_from_pretrained(monkeypatch, small):
+    """``device_map="auto"`` (large local models) is handed to ``from_pretrained``; the default loads as before."""
+    import pytest
+    import transformers
+
+    seen: list[dict] = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(path, *args, **kwargs):
+        seen.append(dict(kwargs))
+        return original(path, *args, **kwargs)  # real placement (here every layer lands on the CPU)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    auto = HFPredictor("tiny", dtype="float32", device_map="auto")
+    assert seen[-1]["device_map"] == "auto" and seen[-1]["dtype"] == torch.float32
+    assert auto.device_map == "auto" and auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    plain = HFPredictor("tiny", dtype="float32", device_map="none")
+    assert "device_map" not in seen[-1] and plain.device_map is None  # default behaviour unchanged
+    entry = small[0]
+    cfg = DecodeConfig(max_value_chars=8)
+    a = auto.run([(entry, auto.prompt(entry, "preferred", BUDGET))], "rank", cfg)[0]
+    b = plain.run([(entry, plain.prompt(entry, "preferred", BUDGET))], "rank", cfg)[0]
+    assert a["response"] == b["response"] and a["rank_top"] == b["rank_top"]
+    assert auto.identity() == plain.identity()  # placement is not part of the prediction-cache key
+    with pytest.raises(ValueError, match="unknown device_map"):
+        HFPredictor("tiny", device_map="balanced_low_0")
+    with pytest.raises(ValueError, match="give one of them"):
+        HFPredictor("tiny", device="cpu", device_map="auto")

@@ -14,7 +14,7 @@ from tests.loopback import LoopbackServer
 
 from petool_lib.core.data import SETTINGS, entry_from_dict
 from petool_lib.harness.evaluate import evaluate_rows
-from petool_lib.inference.openai_client import OpenAIPredictor
+from petool_lib.inference.openai_client import RESPONSE_FORMATS, OpenAIPredictor, call_schema, response_format_body
 from petool_lib.inference.predictions import main, make_predictor, predict
 from petool_lib.core.prompts import render_prompt
 
@@ -49,6 +49,7 @@ class Server(LoopbackServer):
 
     def __init__(self, delay: float = 0.05) -> None:
         self.calls: Counter[str] = Counter()
+        self.bodies: list[dict] = []  # every request body, as received
         self.in_flight = 0
         self.max_in_flight = 0
         self.total = 0
@@ -74,6 +75,7 @@ class Server(LoopbackServer):
                 query = body["messages"][-1]["content"]
                 word = query.split()[0]
                 with outer.lock:
+                    outer.bodies.append(body)
                     outer.total += 1
                     outer.calls[query] += 1
                     n = outer.calls[query]
@@ -204,3 +206,72 @@ def test_make_predictor_kinds():
         make_predictor("openai", "m", adapter="some/dir")
     with pytest.raises(ValueError, match="unknown predictor"):
         make_predictor("vllm", "m")
+
+
+def test_call_schema_is_the_entrys_candidates(entries):
+    schema = call_schema(entries[0])
+    assert schema["properties"]["tool_name"] == {"type": "string", "enum": [t["tool_name"] for t in TOOLS]}
+    assert schema["properties"]["parameters"] == {"type": "object"}
+    assert schema["required"] == ["tool_name", "parameters"] and schema["additionalProperties"] is False
+    assert response_format_body("none", entries[0]) is None
+    assert response_format_body("json_object", entries[0]) == {"type": "json_object", "schema": schema}
+    assert response_format_body("json_schema", entries[0]) == {
+        "type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}}
+    with pytest.raises(ValueError, match="unknown response format"):
+        response_format_body("grammar", entries[0])
+    with pytest.raises(ValueError, match="unknown response format"):
+        OpenAIPredictor("m", base_url="http://127.0.0.1:9/v1", api_key="k", response_format="grammar")
+
+
+@pytest.mark.parametrize("kind", RESPONSE_FORMATS)
+def test_request_body_carries_the_response_format(entries, tmp_path, kind):
+    ok = [e for e in entries if e.query.startswith("OK")][:2]
+    with Server(delay=0.0) as srv:
+        predictor = OpenAIPredictor("m", base_url=srv.url, api_key="k", max_retries=0, timeout=10,
+                                    max_tokens=64, response_format=kind)
+        rows = predict(ok, predictor, "preferred", "generate", progress=False)
+        bodies = list(srv.bodies)
+    assert len(bodies) == len(ok) and all(r["response"] == GOOD for r in rows)
+    for body in bodies:
+        assert body["max_tokens"] == 64 and body["temperature"] == 0.0
+        if kind == "none":
+            assert "response_format" not in body  # the default request is the one sent before the option existed
+        else:
+            assert body["response_format"] == response_format_body(kind, ok[0])
+    if kind == "none":
+        assert predictor.decoding_key("generate") == {"max_tokens": 64, "temperature": 0.0}  # old cache keys
+    else:
+        assert predictor.decoding_key("generate")["response_format"] == kind
+
+
+def test_response_format_is_part_of_the_cache_key(entries, tmp_path):
+    ok = [e for e in entries if e.query.startswith("OK")][:2]
+    cache = tmp_path / "c.jsonl"
+    with Server(delay=0.0) as srv:
+        for kind in ("none", "json_schema", "json_schema"):
+            predictor = OpenAIPredictor("m", base_url=srv.url, api_key="k", max_retries=0, timeout=10,
+                                        response_format=kind)
+            predict(ok, predictor, "preferred", "generate", cache=cache, progress=False)
+        total = srv.total
+    assert total == 2 * len(ok)  # json_schema is not served from none's cache; its rerun is
+
+
+def test_cli_response_format_reaches_the_request_and_the_metrics(entries, tmp_path, monkeypatch):
+    test_file = tmp_path / "test.json"
+    test_file.write_text(json.dumps([e.to_dict() for e in entries if e.query.startswith("OK")]))
+    out, metrics = tmp_path / "pred.jsonl", tmp_path / "pred.metrics.json"
+    with Server(delay=0.0) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        code = main(["--test", str(test_file), "--predictor", "openai", "--model", "m", "--mode", "generate",
+                     "--setting", "p", "--response-format", "json_schema", "--out", str(out), "--metrics", str(metrics),
+                     "--quiet"])
+        bodies = list(srv.bodies)
+    assert code == 0 and len(bodies) == 4
+    assert all(b["response_format"]["type"] == "json_schema" for b in bodies)
+    m = json.loads(metrics.read_text())
+    assert m["config"]["response_format"] == "json_schema" and m["evaluation"]["paper"]["preferred"]["n"] == 4
+
+
+def test_response_format_is_refused_for_the_hf_predictor():
+    with pytest.raises(ValueError, match="openai predictor only"):
+        make_predictor("hf", "tiny", response_format="json_schema")
