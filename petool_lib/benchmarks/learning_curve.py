@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
+from ..core.context import CONTEXT_MODES
 from ..core.data import DataError, load_test_set, normalize_setting, resolve_settings, select_subset
 from ..core.io import read_json, write_json
 
@@ -231,7 +232,7 @@ def run_learning_curve(
     limit: int | None = None,
     mode: str = "rank",
     max_prompt_tokens: int | None = None,
-    context: str = "evidence",
+    context: str | None = None,
     seed: int = 0,
     dtype: str | None = "auto",
     backend: str = "auto",
@@ -244,7 +245,8 @@ def run_learning_curve(
     ``profile``: a training profile (name, YAML path or :class:`~petool_lib.training.Profile`); its SFT stage
     config is used with ``max_examples=max(sizes)`` and one epoch, and its ``eval_max_value_chars`` bounds the
     decoded values. ``model``: default the profile's. ``max_prompt_tokens``: default the profile's
-    ``eval_max_prompt_tokens`` (else the model's window minus the generation reserve). Returns what
+    ``eval_max_prompt_tokens`` (else the model's window minus the generation reserve); ``context``: the
+    profile's ``eval_context``. Returns what
     ``<out>/learning_curve.json`` holds: ``config``, ``entry_ids``, ``training`` and ``points`` (N = 0 first).
     """
     from ..training import Profile, load_training_profile, stage_config, to_dict
@@ -267,9 +269,10 @@ def run_learning_curve(
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    profile_eval = profile_eval_config(prof.source or prof.name)
+    context = context or profile_eval.context
     if context not in CONTEXTS:
         raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXTS}")
-    profile_eval = profile_eval_config(prof.source or prof.name)
     decode = DecodeConfig(max_value_chars=profile_eval.decode.max_value_chars)
     eval_cfg = EvalConfig(modes=(mode,), decode=decode, context=context, dtype=dtype,
                           max_prompt_tokens=max_prompt_tokens if max_prompt_tokens is not None
@@ -392,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="rank", choices=("generate", "constrained", "rank"))
     p.add_argument("--max-prompt-tokens", type=int, default=None,
                    help="prompt budget (default: the profile's eval_max_prompt_tokens)")
-    p.add_argument("--context", default="evidence", choices=("evidence", "oldest"))
+    p.add_argument("--context", default=None, choices=CONTEXT_MODES,
+                   help="how prompts are fitted at evaluation (default: the profile's eval_context)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training run and of the test subset")
     p.add_argument("--dtype", default="auto", help="inference weights dtype: auto | float32 | bfloat16")
     p.add_argument("--backend", default="auto", choices=("auto", "hf", "unsloth"), help="training backend")

@@ -11,6 +11,11 @@ Over budget, two context modes:
   order and ratings. If not every evidence item fits, the candidates' free-text descriptions are shortened first
   (down to a floor), and only then evidence items dropped; below the floor only with no history left.
 
+- ``compact`` (:func:`compact_prompt`, applied to EVERY prompt, within budget or not): only the evidence items are
+  kept (original order and ratings) and every description is cut to ``COMPACT_DESCRIPTION`` characters; then, if
+  still over budget, the ``evidence`` procedure. Short, evidence-dense prompts: about a third of the official
+  length, so a CPU trains on three times the rows per minute (the same mode must then be used at inference).
+
 The task text, the candidate tools (names, parameter names, types, defaults), the output-format instructions and
 the query are never cut (the reference's right-side truncation at 4,000 tokens cut the query).
 """
@@ -26,7 +31,8 @@ from typing import Any, Callable
 from .data import Entry, normalize_setting, provider_of, split_tool_name
 from .prompts import HistoryItem, Prompt, PromptError, parse_prompt, trim_history
 
-CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest")
+CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact")
+COMPACT_DESCRIPTION = 80  # characters per description in ``compact`` mode
 _WORD = re.compile(r"[0-9a-z]+")
 ELLIPSIS = "..."
 
@@ -103,7 +109,7 @@ def build_chat_prompt(
     if tokenizer is None:
         return cp
     ids = template_ids(tokenizer, messages)
-    if max_prompt_tokens and len(ids) > max_prompt_tokens:
+    if context == "compact" or (max_prompt_tokens and len(ids) > max_prompt_tokens):
         try:
             parsed = parse_prompt(system, setting)
         except PromptError as exc:
@@ -112,15 +118,15 @@ def build_chat_prompt(
         def count(text: str) -> int:
             return len(template_ids(tokenizer, make_messages(text, entry.query)))
 
-        if context == "evidence":
-            fitted, report = fit_prompt(parsed, entry.query, count, max_prompt_tokens, "evidence", tokens=len(ids))
+        if context in ("evidence", "compact"):
+            fitted, report = fit_prompt(parsed, entry.query, count, max_prompt_tokens, context, tokens=len(ids))
             cp.trimmed_items = report.dropped_items
             cp.extra["context"] = report.to_dict()
         else:
             fitted, cp.trimmed_items = trim_history(parsed, lambda text: count(text) <= max_prompt_tokens)
         cp.messages = make_messages(fitted.render(), entry.query)
         ids = template_ids(tokenizer, cp.messages)
-        cp.over_budget = len(ids) > max_prompt_tokens
+        cp.over_budget = bool(max_prompt_tokens) and len(ids) > max_prompt_tokens
     cp.input_ids = ids
     cp.prompt_tokens = len(ids)
     return cp
@@ -238,6 +244,14 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
     return lo
 
 
+def compact_prompt(prompt: Prompt, description_limit: int = COMPACT_DESCRIPTION) -> Prompt:
+    """``prompt`` with only its evidence items (original order and ratings) and every tool / parameter description
+    cut to ``description_limit`` characters. Candidates, names, parameter names, types and defaults are kept."""
+    keep = evidence_items(prompt)
+    return replace(prompt, history=[prompt.history[i] for i in keep],
+                   candidates=shorten_descriptions(prompt.candidates, description_limit))
+
+
 DESCRIPTION_FLOOR = 120  # characters a description keeps before evidence items are given up (then shortened further)
 
 
@@ -263,6 +277,8 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
     """
     if mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
+    if mode == "compact":
+        return _fit_compact(prompt, query, count, budget, floor)
     ev = evidence_items(prompt)
     ev_set = set(ev)
     n = len(prompt.history)
@@ -299,4 +315,19 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
     kept = set(order[:k])
     report = replace(report, kept_items=len(kept), kept_evidence=len(kept & ev_set), description_limit=limit,
                      tokens_after=after, fits=after <= budget)
+    return out, report
+
+
+def _fit_compact(prompt: Prompt, query: str, count: Callable[[str], int], budget: int | None,
+                 floor: int) -> tuple[Prompt, ContextReport]:
+    """``compact`` mode: :func:`compact_prompt`, then (over budget) the ``evidence`` procedure on the result."""
+    n, n_ev = len(prompt.history), len(evidence_items(prompt))
+    longest = _longest_description(prompt.candidates)
+    small = compact_prompt(prompt)
+    out, rep = fit_prompt(small, query, count, budget, "evidence", floor=min(floor, COMPACT_DESCRIPTION))
+    limit = rep.description_limit
+    if limit is None and longest > COMPACT_DESCRIPTION:
+        limit = COMPACT_DESCRIPTION
+    report = ContextReport("compact", n, n_ev, rep.kept_items, rep.kept_evidence, description_limit=limit,
+                           tokens_before=count(prompt.render()), tokens_after=rep.tokens_after, fits=rep.fits)
     return out, report

@@ -206,6 +206,73 @@ def rename_test_set(entries: Iterable[Entry], seed: int) -> list[Entry]:
     return [rename_providers(e, seed) for e in entries]
 
 
+ROW_COMPLETIONS = ("completion", "chosen", "rejected")  # the assistant turns of an SFT / DPO training row
+
+
+def rename_row(row: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A training row (``prompt`` = system + user messages; ``completion`` or ``chosen`` / ``rejected`` assistant
+    turns; ``setting``; ``entry_id``) with every provider renamed consistently within the row and the candidates
+    shuffled, as :func:`rename_providers` does to a test entry: the history's and the candidates' tool names (and
+    whole-word mentions in the candidates' descriptions) and the ``tool_name`` of every assistant call. The names
+    are drawn from ``(seed, entry_id, setting)``. Training on such rows makes a provider's name worthless as a
+    prior: the only way to the right provider is the history (the probe's question, asked during training).
+
+    Raises :class:`DataError` naming the row when its system prompt cannot be parsed or a tool name is malformed;
+    an assistant turn that is not a JSON call is kept as it is."""
+    import json
+
+    setting = str(row.get("setting", ""))
+    where = f"row of entry {row.get('entry_id')} ({setting})"
+    sys_idx = next((i for i, m in enumerate(row["prompt"]) if m["role"] == "system"), None)
+    if sys_idx is None:
+        raise DataError(f"{where}: no system message to rename")
+    try:
+        parsed = parse_prompt(row["prompt"][sys_idx]["content"], setting)
+    except PromptError as exc:
+        raise DataError(f"{where}: cannot parse the prompt: {exc}") from exc
+    calls: dict[str, str] = {}  # assistant turn key -> its tool_name
+    for key in ROW_COMPLETIONS:
+        if key in row:
+            try:
+                name = json.loads(row[key][-1]["content"]).get("tool_name")
+            except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+                continue
+            if isinstance(name, str):
+                calls[key] = name
+    olds = {_tool_part(h.tool_name, f"{where}: history tool") for h in parsed.history}
+    olds |= {_tool_part(str(c.get("tool_name")), f"{where}: candidate") for c in parsed.candidates}
+    olds |= {_tool_part(n, f"{where}: {k}") for k, n in calls.items()}
+    key = f"{row.get('entry_id')}/{setting}"
+    rng = random.Random(f"petool-train-names/{seed}/{key}")
+    old_pattern = _word_pattern(olds)
+    taken = {o.strip().casefold() for o in olds}
+    mapping: dict[str, str] = {}
+    for old in sorted(olds):
+        new = _new_name(rng)
+        while new.casefold() in taken or (old_pattern and old_pattern.search(new)):
+            new = _new_name(rng)
+        taken.add(new.casefold())
+        mapping[old] = new
+    r = _Renamer(mapping, seed, key)  # type: ignore[arg-type]
+    history = [replace(h, tool_call={**h.tool_call, "tool_name": r.tool(h.tool_name)}) for h in parsed.history]
+    prompt = [dict(m) for m in row["prompt"]]
+    prompt[sys_idx]["content"] = replace(parsed, history=history, candidates=r.candidates(parsed.candidates)).render()
+    out = {**row, "prompt": prompt}
+    for k, name in calls.items():
+        turns = [dict(m) for m in row[k]]
+        text = turns[-1]["content"]
+        for ascii_only in (False, True):  # the name as the row wrote it (raw or \u-escaped)
+            quoted = json.dumps(name, ensure_ascii=ascii_only)
+            if quoted in text:
+                text = text.replace(quoted, json.dumps(r.tool(name), ensure_ascii=ascii_only), 1)
+                break
+        else:  # pragma: no cover - a call parsed from this very text always contains its name in one form
+            raise DataError(f"{where}: the {k} call's tool name is not found in its text")
+        turns[-1]["content"] = text
+        out[k] = turns
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m petool_lib.harness.probes",
                                  description="Write a provider-renamed copy of a test set (official JSON format).")

@@ -11,6 +11,7 @@ from .report import (  # noqa: F401
     record_evaluation,
     results_table,
     transfer_gap,
+    rename_gap,
     published_table,
     readme_block,
     update_readme,
@@ -31,12 +32,14 @@ from .evaluation import (  # noqa: F401
     evaluate_baselines,
     evaluate_predictor,
     ABLATIONS,
+    RENAMED_SUFFIX,
     parse_ablations,
     ABLATION_MODELS,
     ablation_models,
     evaluate_ablations,
     run_adapters,
     evaluate_seen,
+    scoring_test_sets,
 )
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "record_evaluation",
     "results_table",
     "transfer_gap",
+    "rename_gap",
     "published_table",
     "readme_block",
     "update_readme",
@@ -65,10 +69,12 @@ __all__ = [
     "evaluate_baselines",
     "evaluate_predictor",
     "ABLATIONS",
+    "RENAMED_SUFFIX",
     "parse_ablations",
     "ABLATION_MODELS",
     "ablation_models",
     "evaluate_ablations",
     "run_adapters",
     "evaluate_seen",
+    "scoring_test_sets",
 ]

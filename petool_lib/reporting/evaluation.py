@@ -16,6 +16,7 @@ from ..core.data import NO_HISTORY, Entry, load_test_set, resolve_settings, sele
 from ..core.runs import read_metrics, run_path, update_metrics
 from ..harness.baselines import METHODS, predict_baseline
 from ..harness.evaluate import evaluate_rows, format_table, load_predictions, write_predictions
+from ..harness.probes import rename_test_set
 from ..harness.scoring import SCORINGS
 from ..harness.seen import seen_apis, seen_unseen_summary
 from ..inference.base import Predictor
@@ -47,6 +48,28 @@ def load_test_sets(run: str | Path, test_path: str | None = None, limit: int | N
     if synth.is_file():
         sets["synthesized"] = select_subset(load_test_set(synth), synth_limit, seed)
     return sets
+
+
+def scoring_test_sets(run: str | Path, test_path: str | None, testsets: Sequence[str], seed: int = 0
+                      ) -> dict[str, list[Entry]]:
+    """The entries behind each recorded test set name (notebook 06 re-scores the prediction files on them):
+    ``official`` (all entries; each file covers its subset), ``synthesized`` (``<run>/data/test.json``) and
+    ``<name>-renamed`` (that set with the providers renamed by ``seed``, as notebook 05 evaluated it). An unknown
+    name is an error naming it."""
+    base: dict[str, list[Entry]] = {}
+    out: dict[str, list[Entry]] = {}
+    for name in testsets:
+        root = name[: -len(RENAMED_SUFFIX)] if name.endswith(RENAMED_SUFFIX) else name
+        if root not in base:
+            if root == "official":
+                base[root] = load_test_set(test_path)
+            elif root == "synthesized":
+                base[root] = load_test_set(run_path(run) / "data" / "test.json")
+            else:
+                raise KeyError(f"unknown test set {name!r} in {run}/metrics.json (expected official, synthesized "
+                               f"or <one of them>{RENAMED_SUFFIX})")
+        out[name] = rename_test_set(base[root], seed) if name != root else base[root]
+    return out
 
 
 def record_scores(metrics: dict[str, Any], testset: str, name: str, entries: Sequence[Entry],
@@ -90,7 +113,10 @@ def evaluate_predictor(metrics: dict[str, Any], run: str | Path, label: str, pre
 ABLATIONS: dict[str, str] = {
     "oldest": "the reference context: over budget, drop the oldest history items (all three settings)",
     "none": "no history at all: the preferred-only prompt with an empty history (setting 'none')",
+    "renamed": "every provider renamed consistently within each entry, candidates shuffled (harness.probes), "
+               "recorded under the test set '<testset>-renamed': a model that reads the history keeps its accuracy",
 }
+RENAMED_SUFFIX = "-renamed"  # test set name of the provider-renamed copy of a test set
 
 
 def parse_ablations(ablations: str | Sequence[str] | None) -> list[str]:
@@ -128,14 +154,19 @@ def ablation_models(labels: Sequence[str], which: str | Sequence[str] | None) ->
 
 def evaluate_ablations(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,
                        lm_sets: dict[str, list[Entry]], eval_cfg: EvalConfig, ablations: str | Sequence[str] | None,
-                       scoring: str = "paper", progress: bool = True) -> dict[str, dict[str, Any]]:
-    """The same predictor under the context ablations (:data:`ABLATIONS`), recorded as ``"<label>@oldest (<mode>)"``
-    and ``"<label>@no-history (<mode>)"`` beside the main rows; returns their speed summaries."""
+                       scoring: str = "paper", progress: bool = True, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The same predictor under the ablations (:data:`ABLATIONS`), recorded as ``"<label>@oldest (<mode>)"`` and
+    ``"<label>@no-history (<mode>)"`` beside the main rows, and (``renamed``) as ``"<label> (<mode>)"`` on the test
+    set ``"<testset>-renamed"`` (providers renamed with ``seed``); returns their speed summaries."""
     speed: dict[str, dict[str, Any]] = {}
     for a in parse_ablations(ablations):
         if a == "oldest":
             speed |= evaluate_predictor(metrics, run, f"{label}@oldest", predictor, lm_sets,
                                         replace(eval_cfg, context="oldest"), scoring, progress)
+        elif a == "renamed":
+            renamed = {f"{ts}{RENAMED_SUFFIX}": rename_test_set(es, seed) for ts, es in lm_sets.items()
+                       if not ts.endswith(RENAMED_SUFFIX)}
+            speed |= evaluate_predictor(metrics, run, label, predictor, renamed, eval_cfg, scoring, progress)
         else:
             speed |= evaluate_predictor(metrics, run, f"{label}@no-history", predictor, lm_sets, eval_cfg, scoring,
                                         progress, settings=[NO_HISTORY])

@@ -86,6 +86,27 @@ def transfer_gap(evaluation: dict[str, Any], scoring: str = "paper", synthesized
     return df[[c for c in df.columns if c != n_col] + [n_col]]  # the count last, whatever the settings present
 
 
+def rename_gap(evaluation: dict[str, Any], scoring: str = "paper", testset: str = "official",
+               suffix: str = "-renamed") -> pd.DataFrame:
+    """The provider-renaming probe side by side: Tool Acc (%) of every method on ``testset`` and on its renamed copy,
+    per setting, and the change in points (renamed minus original). A model that reads the history keeps its
+    accuracy; one that memorised providers loses it."""
+    orig, ren = evaluation.get(testset, {}), evaluation.get(testset + suffix, {})
+    rows = []
+    for name in [n for n in ren if n in orig]:
+        a, b = orig[name].get(scoring) or {}, ren[name].get(scoring) or {}
+        row: dict[str, Any] = {"method": name}
+        for s in ALL_SETTINGS:
+            if s in a and s in b:
+                row[f"{SETTING_LABEL[s]} Tool"] = round(100 * a[s]["tool_acc"], 1)
+                row[f"{SETTING_LABEL[s]} Tool renamed"] = round(100 * b[s]["tool_acc"], 1)
+                row[f"{SETTING_LABEL[s]} change"] = round(100 * (b[s]["tool_acc"] - a[s]["tool_acc"]), 1)
+        if len(row) > 1:
+            row["n per setting"] = max(v["n"] for v in b.values())
+            rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
 def published_table() -> pd.DataFrame:
     """The paper's rating-integrated numbers, in the same columns as :func:`results_table`."""
     return pd.DataFrame(
@@ -122,6 +143,10 @@ def readme_block(run_dir: str | Path, scoring: str = "paper") -> str:
         if testset == "official":
             df = pd.concat([df, published_table()])
         parts.append(f"\n**Test set: {testset}**\n\n" + _markdown(df))
+    probe = rename_gap(evaluation, scoring)
+    if not probe.empty:
+        parts.append("\n**Provider-renaming probe** (official entries with every provider renamed within the entry "
+                     "and the candidates shuffled; Tool Acc in %, change in points)\n\n" + _markdown(probe))
     gap = transfer_gap(evaluation, scoring)
     if not gap.empty:
         parts.append("\n**Transfer gap** (synthesized minus official, points; the same model on both test sets)\n\n"

@@ -8,6 +8,7 @@ a ``training:`` mapping::
       description: ...
       load_in_4bit: false        # GPU/Unsloth only
       default_model: smollm2     # the CLI's model when --model is not given
+      report_to: none            # none | tensorboard | trackio | wandb, or a list (the CLI's --report-to overrides)
       sft: {learning_rate: 3.0e-4, grad_accum: 4, token_budget: 1280, ...}   # StageConfig fields (+ lora: {...})
       dpo: {learning_rate: 5.0e-5, beta: 0.1, ...}
 
@@ -27,11 +28,12 @@ Nothing here imports torch, TRL or PEFT at module level: the Unsloth path must i
 
 from __future__ import annotations
 
+import importlib.util
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..core.context import CONTEXT_MODES
 from ..core.data import normalize_setting
@@ -42,10 +44,43 @@ TOO_LONG_POLICIES: tuple[str, ...] = ("skip", "keep")
 PROFILE_NAMES: tuple[str, ...] = ("tiny", "cpu", "paper")  # configs/<name>.yaml
 POLICY_ADAPTER = "default"  # the trained LoRA adapter of a PeftModel (PEFT's default name)
 REF_ADAPTER = "ref"  # DPO: TRL's frozen copy of the SFT adapter, the reference model
+# experiment trackers a profile may send the training logs to (transformers' report_to), each with the packages
+# that provide it (any one); none of them is a requirement of this repository
+REPORTERS: dict[str, tuple[str, ...]] = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",),
+                                         "wandb": ("wandb",)}
+REPORT_TO: tuple[str, ...] = ("none", *REPORTERS)
 
 
 class ProfileError(ValueError):
     """A training profile that cannot be loaded: the message names the file and the key."""
+
+
+def parse_report_to(value: Any) -> tuple[str, ...]:
+    """``none`` / ``tensorboard`` / ``"tensorboard,trackio"`` / a list -> the trackers as a tuple (``()`` = none).
+
+    Raises ValueError for an unknown name, a non-string, or ``none`` combined with a tracker."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        raise ValueError(f"report_to must be a name or a list of names from {REPORT_TO}, got {value!r}")
+    names = tuple(dict.fromkeys(x.strip() for x in items if x.strip()))
+    unknown = [n for n in names if n not in REPORT_TO]
+    if unknown:
+        raise ValueError(f"report_to: unknown tracker(s) {unknown}; expected none or some of {tuple(REPORTERS)}")
+    if "none" in names and len(names) > 1:
+        raise ValueError(f"report_to: 'none' cannot be combined with a tracker, got {list(names)}")
+    return tuple(n for n in names if n != "none")
+
+
+def check_report_to(report_to: Sequence[str]) -> None:
+    """Raise :class:`ProfileError` when a chosen tracker's package is not installed (before anything loads)."""
+    for name in parse_report_to(report_to):
+        packages = REPORTERS[name]
+        if not any(importlib.util.find_spec(p) is not None for p in packages):
+            raise ProfileError(f"report_to {name}: the {' or '.join(packages)} package is not installed "
+                               f"(pip install {packages[0]}; it is not in requirements.txt), or set report_to: none "
+                               "in the profile / --report-to none")
 
 
 @dataclass(frozen=True)
@@ -98,6 +133,9 @@ class StageConfig:
     too_long: str = "skip"
     context: str = "evidence"  # how rows are fitted to token_budget (core.context.CONTEXT_MODES)
     settings: tuple[str, ...] | None = None  # train only on rows of these settings (e.g. ("ratings",)); None = all
+    # fraction of rows whose providers are renamed (harness.probes.rename_row, seeded per row) before fitting: a
+    # provider's name then carries no prior, only the history tells which one the user prefers; 0 = none
+    rename_providers: float = 0.0
     max_examples: int | None = None
     max_steps: int | None = None
     beta: float = 0.1  # DPO only
@@ -118,6 +156,8 @@ class StageConfig:
                 raise ValueError("settings must name at least one setting (or be None for all)")
         if self.context not in CONTEXT_MODES:
             raise ValueError(f"context must be one of {CONTEXT_MODES}, got {self.context!r}")
+        if not 0.0 <= float(self.rename_providers) <= 1.0:
+            raise ValueError(f"rename_providers must be a fraction in [0, 1], got {self.rename_providers!r}")
         if self.too_long not in TOO_LONG_POLICIES:
             raise ValueError(f"too_long must be one of {TOO_LONG_POLICIES}, got {self.too_long!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -141,6 +181,12 @@ class Profile:
     load_in_4bit: bool = False  # GPU/Unsloth only
     default_model: str = "smollm2"
     source: str = ""  # the YAML file it was read from
+    # trackers the Trainer logs to (transformers' report_to); () = none. Not part of the resume fingerprint: where
+    # the logs go does not change the training.
+    report_to: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))
 
     def stage(self, stage: str) -> StageConfig:
         if stage not in STAGES:
@@ -234,7 +280,8 @@ def load_training_profile(name_or_path: str | Path) -> Profile:
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: no 'training:' mapping (description, load_in_4bit, default_model, sft, dpo)")
     where = f"{path}: training"
-    allowed = {"description": str, "load_in_4bit": bool, "default_model": str, "sft": dict, "dpo": dict}
+    allowed = {"description": str, "load_in_4bit": bool, "default_model": str, "report_to": object, "sft": dict,
+               "dpo": dict}
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ProfileError(f"{where}: unknown key(s) {unknown}; expected {sorted(allowed)}")
@@ -243,6 +290,11 @@ def load_training_profile(name_or_path: str | Path) -> Profile:
         raise ProfileError(f"{where}: missing key(s) {missing}")
     top = {k: _check_value(raw[k], allowed[k], f"{where}.{k}") for k in ("description", "load_in_4bit", "default_model")
            if k in raw}
+    if "report_to" in raw:
+        try:
+            top["report_to"] = parse_report_to(raw["report_to"])
+        except ValueError as exc:
+            raise ProfileError(f"{where}.report_to: {exc}") from None
     stages = {s: _build(StageConfig, raw[s], f"{where}.{s}", nested={"lora": LoraSpec}) for s in STAGES}
     return Profile(name=path.stem, description=top.pop("description", ""), source=str(path), **top, **stages)
 
@@ -279,7 +331,8 @@ def precision(cfg: StageConfig, device: str, bf16_supported: bool = True) -> tup
     return bool(cfg.bf16), False
 
 
-def _common_args(cfg: StageConfig, output_dir: str, seed: int, device: str, bf16_supported: bool) -> dict[str, Any]:
+def _common_args(cfg: StageConfig, output_dir: str, seed: int, device: str, bf16_supported: bool,
+                 report_to: Sequence[str] = ()) -> dict[str, Any]:
     on_gpu = device == "cuda"
     bf16, fp16 = precision(cfg, device, bf16_supported)
     return dict(
@@ -299,21 +352,24 @@ def _common_args(cfg: StageConfig, output_dir: str, seed: int, device: str, bf16
         save_total_limit=1,
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to=list(parse_report_to(report_to)) or "none",
         use_cpu=not on_gpu,
         bf16=bf16,
         fp16=fp16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        # several processes (accelerate launch): every LoRA weight takes part in every forward, so DDP need not
+        # search the graph for unused parameters (it warns and slows each step when it does)
+        ddp_find_unused_parameters=False,
     )
 
 
 def sft_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu",
-               bf16_supported: bool = True) -> dict[str, Any]:
+               bf16_supported: bool = True, report_to: Sequence[str] = ()) -> dict[str, Any]:
     """Keyword arguments of ``trl.SFTConfig``: prompt-completion data, loss on the completion only."""
     return dict(
-        _common_args(cfg, output_dir, seed, device, bf16_supported),
+        _common_args(cfg, output_dir, seed, device, bf16_supported, report_to),
         completion_only_loss=True,  # loss on the assistant tool call only
         max_length=None,  # rows are made to fit token_budget beforehand; never truncate the completion
         packing=False,
@@ -321,10 +377,10 @@ def sft_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "
 
 
 def dpo_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu",
-               bf16_supported: bool = True) -> dict[str, Any]:
+               bf16_supported: bool = True, report_to: Sequence[str] = ()) -> dict[str, Any]:
     """Keyword arguments of ``trl.DPOConfig`` (sigmoid loss, beta)."""
     return dict(
-        _common_args(cfg, output_dir, seed, device, bf16_supported),
+        _common_args(cfg, output_dir, seed, device, bf16_supported, report_to),
         beta=cfg.beta,
         loss_type=[cfg.loss_type],
         max_length=None,
@@ -332,16 +388,18 @@ def dpo_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "
     )
 
 
-def sft_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu", bf16_supported: bool = True) -> Any:
+def sft_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu", bf16_supported: bool = True,
+               report_to: Sequence[str] = ()) -> Any:
     from trl import SFTConfig
 
-    return SFTConfig(**sft_kwargs(cfg, output_dir, seed, device, bf16_supported))
+    return SFTConfig(**sft_kwargs(cfg, output_dir, seed, device, bf16_supported, report_to))
 
 
-def dpo_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu", bf16_supported: bool = True) -> Any:
+def dpo_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu", bf16_supported: bool = True,
+               report_to: Sequence[str] = ()) -> Any:
     from trl import DPOConfig
 
-    return DPOConfig(**dpo_kwargs(cfg, output_dir, seed, device, bf16_supported))
+    return DPOConfig(**dpo_kwargs(cfg, output_dir, seed, device, bf16_supported, report_to))
 
 
 def lora_kwargs(spec: LoraSpec, num_layers: int | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from ..core.data import DataError
 from ..core.context import fit_prompt
 from ..core.prompts import PromptError, parse_prompt
+from ..harness.probes import rename_row
 from .config import STAGES, StageConfig
 
 STAGE_FILES: dict[str, str] = {"sft": "sft.jsonl", "dpo": "dpo.jsonl"}
@@ -133,7 +134,8 @@ def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None,
 
     The token count is that of the full chat-templated conversation (system + user + assistant; for DPO the
     longer of chosen / rejected). Returns the (possibly) fitted row; ``fits`` is False when the builder cannot
-    bring it under the budget, in which case the original row is returned untouched.
+    bring it under the budget, in which case the original row is returned untouched. ``compact`` rewrites every
+    row (:func:`~petool_lib.core.context.compact_prompt`), within budget or not, as inference then does.
     """
     prompt = row["prompt"]
     sys_idx = next((i for i, m in enumerate(prompt) if m["role"] == "system"), None)
@@ -147,7 +149,7 @@ def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None,
         return max(count_tokens(tokenizer, msgs + c) for c in completions)
 
     n = n_tokens(None)
-    if budget is None or n <= budget:
+    if context != "compact" and (budget is None or n <= budget):
         return FitResult(row=row, tokens=n)
     if sys_idx is None:
         return FitResult(row=row, tokens=n, fits=False, parsed=False)
@@ -185,6 +187,7 @@ class PrepStats:
     too_long_skipped: int = 0  # too long even with an empty history: skipped (policy "skip") ...
     too_long_kept: int = 0  # ... or kept whole (policy "keep")
     unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
+    renamed_rows: int = 0  # used rows whose providers were renamed (``rename_providers``)
     tokens_total: int = 0  # over the used rows
     tokens_max: int = 0
     by_setting: dict[str, int] = field(default_factory=dict)
@@ -233,6 +236,11 @@ def balanced_order(rows: Sequence[dict[str, Any]], seed: int) -> list[int]:
     return order
 
 
+def _draw(seed: int, row: dict[str, Any], index: int) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the row (whether ``rename_providers`` renames it)."""
+    return random.Random(f"petool-rename-row/{seed}/{row.get('entry_id', index)}/{row.get('setting', '')}").random()
+
+
 def prepare_rows(
     rows: Sequence[dict[str, Any]], stage: str, tokenizer: Any, cfg: StageConfig, seed: int = 0
 ) -> tuple[list[dict[str, Any]], PrepStats]:
@@ -262,6 +270,9 @@ def prepare_rows(
                 break
             row = rows[i]
             stats.considered += 1
+            renamed = cfg.rename_providers > 0 and _draw(seed, row, i) < cfg.rename_providers
+            if renamed:
+                row = rename_row(row, seed)
             res = fit_row(row, stage, tokenizer, cfg.token_budget, cfg.context)
             if not res.parsed:
                 stats.unparsed_prompts += 1
@@ -272,5 +283,6 @@ def prepare_rows(
                 stats.too_long_kept += 1
             out.append({k: res.row[k] for k in cols})
             stats.add(row, res)
+            stats.renamed_rows += renamed
             bar.update(1)
     return out, stats

@@ -194,3 +194,38 @@ def test_build_chat_prompt_evidence_mode_records_what_it_did(official):
     assert tight.over_budget and not fitted.over_budget and fitted.extra["context"]["description_limit"] is not None
     with pytest.raises(ValueError, match="unknown context mode"):
         build_chat_prompt(e, "ratings", tok, 700, context="recent")
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_compact_mode_keeps_only_evidence_and_short_descriptions(official, setting):
+    from petool_lib.core.context import COMPACT_DESCRIPTION, compact_prompt
+
+    e, p = _entry_with_evidence(official, setting, min_items=1)
+    ev = evidence_items(p)
+    out, rep = fit_prompt(p, e.query, chars, None, "compact")  # no budget: compact applies anyway
+    assert [id(h) for h in out.history] == [id(p.history[i]) for i in ev]  # evidence only, original order
+    assert out.candidate_names == p.candidate_names  # no candidate is ever dropped or reordered
+    assert all(len(c.get("tool_description") or "") <= COMPACT_DESCRIPTION + 3 for c in out.candidates)
+    assert (rep.mode, rep.items, rep.evidence_items, rep.kept_items, rep.kept_evidence) == (
+        "compact", len(p.history), len(ev), len(ev), len(ev))
+    assert rep.description_limit == COMPACT_DESCRIPTION and rep.tokens_after < rep.tokens_before
+    assert out.render() == compact_prompt(p).render()
+    # over budget, the evidence procedure runs on the compact prompt: the newest evidence items are kept
+    small = len(compact_prompt(p).render()) - 1
+    tight, rep2 = fit_prompt(p, e.query, chars, small, "compact")
+    assert len(tight.render()) <= small and rep2.fits and rep2.kept_items <= len(ev)
+
+
+def test_build_chat_prompt_compact_mode_applies_within_budget(official):
+    from transformers import AutoTokenizer
+
+    from petool_lib.core.context import build_chat_prompt
+    from petool_lib.core.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny"))
+    e, p = _entry_with_evidence(official, "ratings")
+    full = build_chat_prompt(e, "ratings", tok, None, context="evidence")
+    cp = build_chat_prompt(e, "ratings", tok, None, context="compact")
+    assert cp.prompt_tokens < full.prompt_tokens and not cp.over_budget
+    assert cp.extra["context"]["mode"] == "compact"
+    assert cp.extra["context"]["kept_items"] == len(evidence_items(p))

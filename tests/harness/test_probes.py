@@ -246,3 +246,46 @@ def test_tiny_entry_without_the_official_file(tmp_path, capsys):
     broken = Entry(**{**e.__dict__, "prompts": {**e.prompts, "preferred": "no markers"}})
     with pytest.raises(DataError, match=r"entry 7 \(preferred\)"):
         rename_providers(broken, 5)
+
+
+
+def test_rename_row_renames_a_training_row_consistently(sample: list[Entry]) -> None:
+    from petool_lib.harness.probes import rename_row
+
+    e = next(x for x in sample if len(set(x.group_names)) > 1)
+    gt = json.dumps(e.ground_truth, ensure_ascii=True)  # a \u-escaped call is renamed as well
+    other = next(n for n in e.group_names if n != e.ground_truth["tool_name"])
+    prompt = [{"role": "system", "content": e.prompts["ratings"]}, {"role": "user", "content": e.query}]
+    sft = {"prompt": prompt, "completion": [{"role": "assistant", "content": gt}], "setting": "ratings",
+           "entry_id": e.entry_id}
+    dpo = {"prompt": prompt, "chosen": sft["completion"], "setting": "ratings", "entry_id": e.entry_id,
+           "rejected": [{"role": "assistant", "content": json.dumps(dict(e.ground_truth, tool_name=other))}]}
+    a, b = rename_row(sft, SEED), rename_row(dpo, SEED)
+    assert a["prompt"] == b["prompt"] and a["completion"] == b["chosen"]  # same row key: same names
+    assert a["prompt"][1] == prompt[1]  # the query is untouched
+    old, new = parse_prompt(prompt[0]["content"], "ratings"), parse_prompt(a["prompt"][0]["content"], "ratings")
+    part = lambda name: split_tool_name(name)  # noqa: E731
+    olds = {part(c["tool_name"])[1] for c in old.candidates} | {part(h.tool_name)[1] for h in old.history}
+    # history: same items, ratings, categories and APIs; providers renamed one to one
+    mapping: dict[str, str] = {}
+    assert len(new.history) == len(old.history)
+    for h, n in zip(old.history, new.history):
+        (c1, t1, a1), (c2, t2, a2) = part(h.tool_name), part(n.tool_name)
+        assert (c1, a1, h.rating) == (c2, a2, n.rating) and t2 not in olds
+        assert mapping.setdefault(t1, t2) == t2
+    assert len(set(mapping.values())) == len(mapping)
+    # candidates: the same (category, API) pairs, no old provider left
+    assert sorted((part(c["tool_name"])[0], part(c["tool_name"])[2]) for c in new.candidates) == \
+        sorted((part(c["tool_name"])[0], part(c["tool_name"])[2]) for c in old.candidates)
+    assert not {part(c["tool_name"])[1] for c in new.candidates} & olds
+    new_names = [c["tool_name"] for c in new.candidates]
+    chosen, rejected = (json.loads(b[k][0]["content"])["tool_name"] for k in ("chosen", "rejected"))
+    assert chosen in new_names and rejected in new_names and chosen != rejected
+    cat, tool, api = part(e.ground_truth["tool_name"])
+    assert part(chosen)[0::2] == (cat, api)
+    if tool in mapping:  # the ground truth's provider is in the history: renamed the same way there
+        assert part(chosen)[1] == mapping[tool]
+    assert json.loads(a["completion"][0]["content"])["parameters"] == e.ground_truth["parameters"]
+    assert rename_row(sft, SEED) == a and rename_row(sft, SEED + 1) != a  # seeded
+    with pytest.raises(DataError, match=f"row of entry {e.entry_id} \\(ratings\\): no system message"):
+        rename_row({**sft, "prompt": prompt[1:]}, SEED)

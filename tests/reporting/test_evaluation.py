@@ -126,3 +126,56 @@ def test_ablation_models_selects_base_final_all_and_labels():
     assert ablation_models(["smollm2"], "base,final") == ["smollm2"]  # no adapters: base only, once
     with pytest.raises(ValueError, match="unknown ablation model 'sft'"):
         ablation_models(labels, "base,sft")
+
+
+class MemorizingStub(StubPredictor):
+    """Answers every entry with the ORIGINAL entry's ground-truth call, whatever the prompt says: a model that has
+    memorised which provider each user likes instead of reading the history."""
+
+    def __init__(self, originals) -> None:
+        super().__init__()
+        self.answers = {e.entry_id: e.ground_truth for e in originals}
+        self.asked: list[str] = []
+
+    def run(self, items, mode, cfg):
+        self.asked += [p.messages[0]["content"] for _, p in items]
+        return [{"response": json.dumps(self.answers[e.entry_id]), "latency_s": 0.01, "new_tokens": 3}
+                for e, _ in items]
+
+
+def test_renamed_ablation_exposes_a_model_that_memorised_providers(run, entries, official):
+    from petool_lib.harness.probes import rename_test_set
+    from petool_lib.reporting import RENAMED_SUFFIX, rename_gap, scoring_test_sets
+    from petool_lib.reporting.evaluation import evaluate_ablations
+
+    metrics = load_evaluation(run)
+    sets = {"official": entries}
+    honest, memo = StubPredictor(), MemorizingStub(entries)
+    cfg = EvalConfig(modes="constrained")
+    for label, predictor in (("honest", honest), ("memo", memo)):
+        evaluate_predictor(metrics, run, label, predictor, sets, cfg, progress=False)
+        speed = evaluate_ablations(metrics, run, label, predictor, sets, cfg, "renamed", progress=False, seed=5)
+        assert sorted(speed) == [f"official{RENAMED_SUFFIX}/{label} (constrained)"]
+    renamed = metrics["evaluation"]["official-renamed"]
+    for label in ("honest", "memo"):  # every entry scored in every setting: nothing dropped on the renamed copy
+        assert [renamed[f"{label} (constrained)"]["paper"][s]["n"] for s in ("preferred", "ratings", "chronological")] \
+            == [len(entries)] * 3
+    # the prompts the predictor saw were the renamed entries': no original provider name is left in them
+    expected = rename_test_set(entries, 5)
+    assert [e.ground_truth["tool_name"] for e in expected] != [e.ground_truth["tool_name"] for e in entries]
+    assert any(expected[0].ground_truth["tool_name"] in text for text in memo.asked)
+    gap = rename_gap(metrics["evaluation"])
+    assert gap.loc["honest (constrained)", "Rating-integrated change"] == 0.0  # reads the (renamed) prompt
+    assert gap.loc["memo (constrained)", "Rating-integrated Tool"] == 100.0
+    assert gap.loc["memo (constrained)", "Rating-integrated Tool renamed"] == 0.0
+    assert gap.loc["memo (constrained)", "Rating-integrated change"] == -100.0
+    assert gap.loc["memo (constrained)", "n per setting"] == len(entries)
+    # notebook 06 rebuilds the same entries from the recorded test set names (with the same seed)
+    test_path = str(run / "official.json")
+    got = scoring_test_sets(run, test_path, ["official", "official-renamed"], seed=5)
+    assert [e.to_dict() for e in got["official-renamed"]] == [e.to_dict() for e in expected]
+    assert [e.entry_id for e in got["official"]] == [e.entry_id for e in entries]
+    with pytest.raises(KeyError, match="unknown test set 'mine-renamed'"):
+        scoring_test_sets(run, test_path, ["mine-renamed"])
+    # the seen/unseen split has no training record for the renamed copy: skipped, not an error
+    assert not any(k[0] == "official-renamed" for k in evaluate_seen(metrics, run, sets))

@@ -73,3 +73,15 @@ def test_transfer_gap_puts_the_count_last_when_a_later_model_adds_the_ablation()
     record_evaluation(metrics, "synthesized", "a@no-history", "paper", none)
     gap = transfer_gap(metrics["evaluation"])
     assert list(gap.columns)[-1] == "n synthesized / official" and "No history Tool gap" in gap.columns
+
+
+def test_readme_block_shows_the_renaming_probe_side_by_side(tmp_path):
+    from petool_lib.reporting.report import readme_block
+
+    metrics: dict = {}
+    record_evaluation(metrics, "official", "m (rank)", "paper", _summary(0.6, 0.5))
+    record_evaluation(metrics, "official-renamed", "m (rank)", "paper", _summary(0.3, 0.5))
+    update_metrics(tmp_path, "evaluation", metrics["evaluation"])
+    text = readme_block(tmp_path)
+    assert "**Provider-renaming probe**" in text
+    assert "| m (rank) | 60.0 | 30.0 | -30.0 | " in text  # original, renamed, change (points)

@@ -208,3 +208,39 @@ def test_lora_top_layers_from_yaml(tmp_path: Path) -> None:
                     "  dpo: {learning_rate: 1.0e-5}\n")
     with pytest.raises(ProfileError, match="top_layers"):
         load_training_profile(path)
+
+
+def test_report_to_is_parsed_checked_and_reaches_the_trl_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from petool_lib.training.cli import main
+    from petool_lib.training.config import check_report_to, parse_report_to
+
+    assert parse_report_to(None) == () and parse_report_to("none") == ()
+    assert parse_report_to("tensorboard, trackio,tensorboard") == ("tensorboard", "trackio")
+    assert parse_report_to(["wandb"]) == ("wandb",)
+    for bad, match in (("mlflow", "unknown tracker"), ("none,tensorboard", "cannot be combined"), (3, "name or a list")):
+        with pytest.raises(ValueError, match=match):
+            parse_report_to(bad)
+    base = load_training_profile("tiny")
+    assert base.report_to == ()  # the shipped profiles log nowhere
+    cfg = stage_config(base, "sft")
+    assert sft_kwargs(cfg, str(tmp_path))["report_to"] == "none"
+    assert sft_kwargs(cfg, str(tmp_path), report_to=("tensorboard",))["report_to"] == ["tensorboard"]
+    assert dpo_kwargs(stage_config(base, "dpo"), str(tmp_path), report_to=("trackio",))["report_to"] == ["trackio"]
+    raw = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())["training"]
+    for value, expect in (("tensorboard", ("tensorboard",)), (["tensorboard", "wandb"], ("tensorboard", "wandb"))):
+        p = tmp_path / "r.yaml"
+        p.write_text(yaml.safe_dump({"training": dict(raw, report_to=value)}))
+        assert load_training_profile(p).report_to == expect
+    p.write_text(yaml.safe_dump({"training": dict(raw, report_to="mlflow")}))
+    with pytest.raises(ProfileError, match=r"r\.yaml: training\.report_to: .*unknown tracker"):
+        load_training_profile(p)
+    # a tracker whose package is missing: a clear error before anything loads (here: none of them installed)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
+    with pytest.raises(ProfileError, match="report_to trackio: the trackio package is not installed"):
+        check_report_to(("trackio",))
+    check_report_to(())  # none: nothing to check
+    rc = main(["sft", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--profile", "tiny", "--report-to", "x"])
+    assert rc == 2 and "--report-to: " in capsys.readouterr().err

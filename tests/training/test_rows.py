@@ -151,3 +151,24 @@ def test_prepare_rows_can_train_on_one_setting_only(data_dir: Path, tokenizer: A
     assert stats.used + stats.too_long_skipped == n_ratings and len(out) == stats.used
     with pytest.raises(ValueError, match="settings: unknown setting 'weekly'"):
         tiny_stage("sft", settings=("weekly",))
+
+
+def test_prepare_rows_can_rename_the_providers_of_a_fraction_of_rows(data_dir: Path, tokenizer: Any) -> None:
+    rows = load_rows(data_dir, "sft")
+    base = tiny_stage("sft", token_budget=BUDGET, max_examples=12)
+    plain, s0 = prepare_rows(rows, "sft", tokenizer, base)
+    assert s0.renamed_rows == 0
+    every, s1 = prepare_rows(rows, "sft", tokenizer, tiny_stage("sft", token_budget=BUDGET, max_examples=12,
+                                                                 rename_providers=1.0))
+    assert s1.renamed_rows == s1.used == len(every) and s1.to_dict()["renamed_rows"] == s1.used
+    originals = {json.loads(r["completion"][0]["content"])["tool_name"] for r in rows}
+    for r in every:
+        name = json.loads(r["completion"][0]["content"])["tool_name"]
+        assert name not in originals and name in r["prompt"][0]["content"]  # renamed, and among the candidates
+    half, s2 = prepare_rows(rows, "sft", tokenizer, tiny_stage("sft", token_budget=BUDGET, max_examples=12,
+                                                                rename_providers=0.5))
+    assert 0 < s2.renamed_rows < s2.used  # seeded per row
+    assert prepare_rows(rows, "sft", tokenizer, tiny_stage("sft", token_budget=BUDGET, max_examples=12,
+                                                           rename_providers=0.5))[0] == half
+    with pytest.raises(ValueError, match="rename_providers must be a fraction"):
+        tiny_stage("sft", rename_providers=1.5)
