@@ -111,8 +111,13 @@ def entry_providers(entry: Entry) -> list[str]:
 
 def provider_mapping(entry: Entry, seed: int) -> dict[str, str]:
     """Old provider name -> new name for ``entry`` (deterministic in ``seed`` and ``entry.entry_id``)."""
-    olds = entry_providers(entry)
-    rng = random.Random(f"petool-probe-names/{seed}/{entry.entry_id}")
+    return _fresh_names(entry_providers(entry), random.Random(f"petool-probe-names/{seed}/{entry.entry_id}"),
+                        f"entry {entry.entry_id}")
+
+
+def _fresh_names(olds: list[str], rng: random.Random, where: str) -> dict[str, str]:
+    """Each of ``olds`` (in this order) -> a new made-up name: unique, never one of ``olds`` (case-insensitively)
+    and never containing one as a whole word."""
     old_pattern = _word_pattern(olds)
     taken = {o.strip().casefold() for o in olds}
     mapping: dict[str, str] = {}
@@ -122,7 +127,7 @@ def provider_mapping(entry: Entry, seed: int) -> dict[str, str]:
             if new.casefold() not in taken and not (old_pattern and old_pattern.search(new)):
                 break
         else:  # pragma: no cover - 10,000 collisions in a row do not happen
-            raise RuntimeError(f"entry {entry.entry_id}: could not find a fresh name for {old!r}")
+            raise RuntimeError(f"{where}: could not find a fresh name for {old!r}")
         taken.add(new.casefold())
         mapping[old] = new
     return mapping
@@ -131,7 +136,7 @@ def provider_mapping(entry: Entry, seed: int) -> dict[str, str]:
 class _Renamer:
     """Applies one entry's mapping to tool names, description texts and candidate lists."""
 
-    def __init__(self, mapping: dict[str, str], seed: int, entry_id: int) -> None:
+    def __init__(self, mapping: dict[str, str], seed: int, entry_id: int | str) -> None:
         self.mapping = mapping
         self.text_map = {old.strip(): new for old, new in mapping.items()}
         self.pattern = _word_pattern(mapping)
@@ -243,17 +248,8 @@ def rename_row(row: dict[str, Any], seed: int) -> dict[str, Any]:
     olds |= {_tool_part(str(c.get("tool_name")), f"{where}: candidate") for c in parsed.candidates}
     olds |= {_tool_part(n, f"{where}: {k}") for k, n in calls.items()}
     key = f"{row.get('entry_id')}/{setting}"
-    rng = random.Random(f"petool-train-names/{seed}/{key}")
-    old_pattern = _word_pattern(olds)
-    taken = {o.strip().casefold() for o in olds}
-    mapping: dict[str, str] = {}
-    for old in sorted(olds):
-        new = _new_name(rng)
-        while new.casefold() in taken or (old_pattern and old_pattern.search(new)):
-            new = _new_name(rng)
-        taken.add(new.casefold())
-        mapping[old] = new
-    r = _Renamer(mapping, seed, key)  # type: ignore[arg-type]
+    mapping = _fresh_names(sorted(olds), random.Random(f"petool-train-names/{seed}/{key}"), where)
+    r = _Renamer(mapping, seed, key)
     history = [replace(h, tool_call={**h.tool_call, "tool_name": r.tool(h.tool_name)}) for h in parsed.history]
     prompt = [dict(m) for m in row["prompt"]]
     prompt[sys_idx]["content"] = replace(parsed, history=history, candidates=r.candidates(parsed.candidates)).render()
