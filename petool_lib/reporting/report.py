@@ -61,15 +61,21 @@ def results_table(evaluation: dict[str, Any], scoring: str = "paper") -> pd.Data
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
 
 
+def _paired(evaluation: dict[str, Any], first: str, second: str, scoring: str
+            ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(method, its per-setting summaries on test set ``first``, on ``second``) for every method recorded on both,
+    in ``first``'s order."""
+    one, two = evaluation.get(first, {}), evaluation.get(second, {})
+    return [(n, one[n].get(scoring) or {}, two[n].get(scoring) or {}) for n in one if n in two]
+
+
 def transfer_gap(evaluation: dict[str, Any], scoring: str = "paper", synthesized: str = "synthesized",
                  official: str = "official") -> pd.DataFrame:
     """The transfer gap of every method scored on both test sets: Tool and Param Acc (points) on the synthesized
     split minus on the official test set, per setting, with both n. A large positive gap = the synthesized data is
     easier than (or unlike) the official data; the gap's own uncertainty is that of both accuracies."""
-    syn, off = evaluation.get(synthesized, {}), evaluation.get(official, {})
     rows = []
-    for name in [n for n in off if n in syn]:
-        a, b = syn[name].get(scoring) or {}, off[name].get(scoring) or {}
+    for name, b, a in _paired(evaluation, official, synthesized, scoring):
         row: dict[str, Any] = {"method": name}
         for s in ALL_SETTINGS:
             if s in a and s in b:
@@ -91,10 +97,8 @@ def rename_gap(evaluation: dict[str, Any], scoring: str = "paper", testset: str 
     """The provider-renaming probe side by side: Tool Acc (%) of every method on ``testset`` and on its renamed copy,
     per setting, and the change in points (renamed minus original). A model that reads the history keeps its
     accuracy; one that memorised providers loses it."""
-    orig, ren = evaluation.get(testset, {}), evaluation.get(testset + suffix, {})
     rows = []
-    for name in [n for n in ren if n in orig]:
-        a, b = orig[name].get(scoring) or {}, ren[name].get(scoring) or {}
+    for name, b, a in _paired(evaluation, testset + suffix, testset, scoring):
         row: dict[str, Any] = {"method": name}
         for s in ALL_SETTINGS:
             if s in a and s in b:
