@@ -6,8 +6,13 @@ temperature 0.1 and up to 256 new tokens, the response being the decoded output 
 
 CLI (``python -m petool_lib.benchmarks.predict`` runs the same)::
 
-    python -m petool_lib bench --out outputs/bench.json [--n 30] [--model smollm2] [--modes generate,constrained,rank]
-        [--dtype auto] [--ref-dtype float32] [--no-same-dtype-reference]
+    python -m petool_lib bench --out outputs/bench.json [--n 30] [--model smollm2]
+        [--modes generate,constrained,constrained_xgrammar,rank] [--dtype auto] [--ref-dtype float32]
+        [--no-same-dtype-reference]
+
+Phases: each predictor mode with the built-in grammar, plus ``constrained_xgrammar`` and ``rank_xgrammar`` (the same
+modes with the call grammar compiled by xgrammar, ``DecodeConfig.grammar = "xgrammar"``; run when xgrammar is
+installed, as it is by requirements.txt).
 
 Precision: the predictor runs in ``--dtype`` (``auto``: bf16 on a CPU with native bf16, else fp32; see
 :func:`~petool_lib.core.models.inference_dtype`). The reference loop runs in ``--ref-dtype`` (default float32, the dtype a
@@ -34,6 +39,7 @@ import platform
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -72,6 +78,29 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+XGRAMMAR_PHASES = {"constrained_xgrammar": "constrained", "rank_xgrammar": "rank"}
+
+
+def default_phases() -> list[str]:
+    """Every mode (built-in grammar), each followed by its xgrammar phase when xgrammar can be imported."""
+    import importlib.util
+
+    out = list(MODES)
+    if importlib.util.find_spec("xgrammar") is not None:
+        for phase, mode in XGRAMMAR_PHASES.items():
+            out.insert(out.index(mode) + 1, phase)
+    return out
+
+
+def phase_mode(phase: str, cfg: DecodeConfig) -> tuple[str, DecodeConfig]:
+    """A phase name -> (predictor mode, decoding config)."""
+    if phase in XGRAMMAR_PHASES:
+        return XGRAMMAR_PHASES[phase], replace(cfg, grammar="xgrammar")
+    if phase not in MODES:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {MODES + tuple(XGRAMMAR_PHASES)}")
+    return phase, replace(cfg, grammar="builtin")
 
 
 def bench_items(entries: Sequence[Entry], n: int, seed: int = 0) -> list[tuple[str, Entry]]:
@@ -217,7 +246,7 @@ def whole_test_set(path: str | os.PathLike[str] | None, reference_sps: float | N
 
 
 def run_bench(
-    out: str | os.PathLike[str], n: int = 30, model: str = "smollm2", modes: Sequence[str] = MODES,
+    out: str | os.PathLike[str], n: int = 30, model: str = "smollm2", modes: Sequence[str] | None = None,
     max_prompt_tokens: int = 1536, test: str | None = None, seed: int = 0, reference: bool = True,
     ref_max_new_tokens: int = 256, ref_max_length: int = 4000, dtype: str | None = "auto", progress: bool = True,
     cfg: DecodeConfig | None = None, ref_dtype: str | None = "float32", same_dtype_reference: bool = True,
@@ -227,6 +256,9 @@ def run_bench(
     png = out.with_suffix(".png")
     rows_dir = out.parent / f"{out.stem}_rows"
     entries = load_test_set(test)
+    modes = list(modes) if modes is not None else default_phases()
+    for m in modes:
+        phase_mode(m, DecodeConfig())  # an unknown phase fails before the model loads
     items = bench_items(entries, n, seed)
     chosen = list({e.entry_id: e for _, e in items}.values())
     predictor = HFPredictor(model, dtype=dtype)
@@ -258,11 +290,12 @@ def run_bench(
     for s, e in items:
         by_setting.setdefault(s, []).append(e)
 
-    def ours(mode: str) -> list[dict[str, Any]]:
+    def ours(phase: str) -> list[dict[str, Any]]:
+        mode, decode = phase_mode(phase, cfg)
         rows: list[dict[str, Any]] = []
         for s, es in by_setting.items():
-            rows += predict(es, predictor, [s], mode, cfg, max_prompt_tokens, cache=None, progress=progress,
-                            desc=f"{mode} {s}")
+            rows += predict(es, predictor, [s], mode, decode, max_prompt_tokens, cache=None, progress=progress,
+                            desc=f"{phase} {s}")
         return rows
 
     def ref_loop(b: HFPredictor) -> list[dict[str, Any]]:
@@ -293,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="outputs/bench.json")
     ap.add_argument("--n", type=int, default=30, help="number of fixed official prompts")
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma list of predictor modes to time")
+    ap.add_argument("--modes", default=None, help="comma list of phases to time: predictor modes (built-in grammar) "
+                    f"and {', '.join(XGRAMMAR_PHASES)} (default: all of them; the xgrammar ones when it is installed)")
     ap.add_argument("--max-prompt-tokens", type=int, default=1536, help="predictor prompt budget (configs/cpu.yaml)")
     ap.add_argument("--max-value-chars", type=int, default=48,
                     help="constrained/rank: longest string value (configs/cpu.yaml; every ground-truth value fits "
@@ -311,10 +345,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="a `make eval-full` metrics file whose throughput is set beside the reference loop ('' = none)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else default_phases()
     for m in modes:
-        if m not in MODES:
-            ap.error(f"unknown mode {m!r}; expected {MODES}")
+        try:
+            phase_mode(m, DecodeConfig())
+        except ValueError as exc:
+            ap.error(str(exc))
     res = run_bench(args.out, args.n, args.model, modes, args.max_prompt_tokens, args.test, args.seed,
                     not args.no_reference, args.ref_max_new_tokens, args.ref_max_length, args.dtype, not args.quiet,
                     cfg=DecodeConfig(max_value_chars=args.max_value_chars), ref_dtype=args.ref_dtype,

@@ -74,6 +74,12 @@ def split_tool_name(name: str) -> tuple[str, str, str]:
     return parts[0], parts[1], ">.<".join(parts[2:])
 
 
+def name_text(name: str) -> str:
+    """The start of a call up to the end of its tool name, in the official serialisation: ``{"tool_name": "NAME"``
+    (what the rank mode scores, and a ``target: name`` training completion)."""
+    return '{"tool_name": ' + json.dumps(name, ensure_ascii=False)
+
+
 def provider_of(name: str) -> str:
     """The provider part ``<Cat>.<Tool>`` of a full tool name (what a user prefers)."""
     cat, tool, _ = split_tool_name(name)

@@ -15,6 +15,9 @@ from ..core.context import CONTEXT_MODES
 from ..core.data import REPO_ROOT
 
 MODES = ("generate", "constrained", "rank")
+# Who enforces the call grammar (``constrained``, and ``rank``'s parameters): our token state machine
+# (inference.grammar) or xgrammar (inference.xgrammar_call, the same language compiled by the library).
+GRAMMARS = ("builtin", "xgrammar")
 # How a prompt over the token budget is cut (core.context): ``evidence`` keeps the history items that bear on the
 # candidates first, then shortens descriptions if needed; ``oldest`` drops the oldest history items (the reference).
 CONTEXTS = CONTEXT_MODES
@@ -25,6 +28,7 @@ GENERATION_RESERVE = 256  # tokens kept for the answer when the budget defaults 
 PROFILE_KEYS: dict[str, str] = {
     "eval_modes": "modes", "eval_max_prompt_tokens": "max_prompt_tokens", "eval_context": "context",
     "eval_dtype": "dtype", "eval_max_value_chars": "decode.max_value_chars", "eval_device_map": "device_map",
+    "eval_grammar": "decode.grammar",
 }
 
 
@@ -45,6 +49,11 @@ class DecodeConfig:
     max_value_chars: int = 128
     max_number_chars: int = 20
     rank_score: str = "sum"  # sum | mean of the candidate-name token log-probabilities
+    grammar: str = "xgrammar"  # constrained and rank's parameters: xgrammar | builtin (GRAMMARS)
+
+    def __post_init__(self) -> None:
+        if self.grammar not in GRAMMARS:
+            raise ValueError(f"unknown grammar {self.grammar!r}; expected one of {GRAMMARS}")
 
     def key(self, mode: str) -> dict[str, Any]:
         d = asdict(self)
@@ -53,6 +62,8 @@ class DecodeConfig:
         d.pop("max_new_tokens")
         if mode == "constrained":
             d.pop("rank_score")
+        if d["grammar"] == "builtin":  # the built-in grammar's keys are those of the runs made before the option
+            d.pop("grammar")
         return d
 
 

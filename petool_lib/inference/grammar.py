@@ -28,6 +28,8 @@ from typing import Any, Sequence
 
 import torch
 
+from ..core.data import name_text  # noqa: F401 - re-exported: the rank mode's scored text
+
 NUMBER_PREFIX = re.compile(r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?)?\Z")
 NUMBER_FULL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\Z")
 NUMBER_CHARS = frozenset("0123456789-.")
@@ -57,11 +59,6 @@ def tool_keys(candidate: dict[str, Any]) -> list[str]:
 def _q(s: str) -> str:
     """A JSON string literal in the official serialisation (non-ASCII kept)."""
     return json.dumps(s, ensure_ascii=False)
-
-
-def name_text(name: str) -> str:
-    """The start of a call up to the end of the tool name: ``{"tool_name": "NAME"`` (what rank mode scores)."""
-    return '{"tool_name": ' + _q(name)
 
 
 def head_text(name: str, keys: Sequence[str]) -> str:

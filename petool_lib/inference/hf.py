@@ -2,12 +2,17 @@
 
 - ``generate``: batched (left padding), greedy, stops at the end-of-turn token, at most ``max_new_tokens``.
 - ``constrained``: the same batched greedy ``model.generate`` with :class:`ToolCallLogitsProcessor`, which keeps every
-  row inside :class:`~petool_lib.inference.grammar.ToolCallGrammar` (one of the entry's candidate names, that tool's parameter
-  names, JSON values): invalid-format and hallucinated tools are impossible by construction.
+  row inside the entry's call grammar (one of its candidate names, that tool's parameter names, JSON values):
+  invalid-format and hallucinated tools are impossible by construction. One prompt at a time (the CPU default), a
+  loop feeds each forced run of tokens in one forward instead.
 - ``rank``: one prefill of the shared prompt (plus the token prefix shared by every candidate), then the
   log-likelihood of each candidate's ``{"tool_name": "NAME"`` continuation on top of that KV cache (all candidates
   in one forward over their token trie, with a tree attention mask), the best candidate chosen, and its parameters
   generated as in ``constrained`` from the same cache.
+
+``DecodeConfig.grammar`` chooses who enforces the call grammar in ``constrained`` and in ``rank``'s parameters: our
+token state machine (``builtin``) or xgrammar (``xgrammar``, :mod:`.xgrammar_call`). The candidate trie of ``rank``
+is always ours: scoring every candidate name in one tree-masked forward is not something a grammar library does.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt ag
 
 
 class ToolCallLogitsProcessor(LogitsProcessor):
-    """Masks each batch row's logits to the tokens its :class:`ToolCallGrammar` allows next."""
+    """Masks each batch row's logits to the tokens its call grammar allows next (a :class:`ToolCallGrammar` or an
+    :class:`~petool_lib.inference.xgrammar_call.XGrammarToolCall`: both have ``advance`` and ``allowed``)."""
 
-    def __init__(self, grammars: Sequence[ToolCallGrammar], prompt_len: int) -> None:
+    def __init__(self, grammars: Sequence[Any], prompt_len: int) -> None:
         self.grammars = list(grammars)
         self.prompt_len = prompt_len
 
@@ -192,9 +198,20 @@ class HFPredictor:
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
-    def _grammar(self, entry: Entry, cfg: DecodeConfig) -> ToolCallGrammar:
+    def _grammar(self, entry: Entry, cfg: DecodeConfig, library: bool = False) -> Any:
+        """The built-in call grammar, or (``library`` and ``cfg.grammar == "xgrammar"``) the same grammar compiled
+        by xgrammar (:mod:`.xgrammar_call`)."""
+        if library and cfg.grammar == "xgrammar":
+            return self._xgrammar(entry.candidates, cfg)
         return ToolCallGrammar(entry.candidates, vocab_index(self.tokenizer), self.eos_ids,
                                cfg.max_value_chars, cfg.max_number_chars)
+
+    def _xgrammar(self, candidates: Sequence[dict[str, Any]], cfg: DecodeConfig) -> Any:
+        from .xgrammar_call import XGrammarToolCall
+
+        width = self.model.get_output_embeddings().weight.shape[0]  # the logits' width (may exceed the tokenizer's)
+        return XGrammarToolCall(candidates, self.tokenizer, width, self.eos_ids, cfg.max_value_chars,
+                                cfg.max_number_chars)
 
     # -- modes -------------------------------------------------------------------------------------------------
     def run(self, items: Sequence[tuple[Entry, ChatPrompt]], mode: str, cfg: DecodeConfig) -> list[dict[str, Any]]:
@@ -239,7 +256,7 @@ class HFPredictor:
             current = impl
         return current
 
-    def _forced_greedy(self, grammar: ToolCallGrammar, pending: list[int], cache: Any) -> tuple[list[int], int]:
+    def _forced_greedy(self, grammar: Any, pending: list[int], cache: Any) -> tuple[list[int], int]:
         """Greedy decoding inside ``grammar`` for one sequence, feeding each run of forced tokens in ONE forward.
 
         ``pending`` are the tokens not yet in ``cache`` (a DynamicCache, possibly holding the prompt). Returns the
@@ -270,13 +287,13 @@ class HFPredictor:
     def _constrained(self, items: Sequence[tuple[Entry, ChatPrompt]], cfg: DecodeConfig) -> list[dict[str, Any]]:
         if len(items) == 1:  # no padding: the custom loop feeds forced runs at once
             (entry, prompt), = items
-            grammar = self._grammar(entry, cfg)
+            grammar = self._grammar(entry, cfg, library=True)
             prefix = grammar.forced_prefix()
             with torch.inference_mode():
                 ids, forwards = self._forced_greedy(grammar, list(prompt.input_ids or []) + prefix, DynamicCache())
             return [{"response": self._decode(prefix + ids), "new_tokens": len(ids), "forwards": forwards,
                      "complete": grammar.done}]
-        grammars = [self._grammar(e, cfg) for e, _ in items]
+        grammars = [self._grammar(e, cfg, library=True) for e, _ in items]
         prefixes = [g.forced_prefix() for g in grammars]  # e.g. {"tool_name": "< : prefilled, not decoded
         seqs = [list(p.input_ids) + pre for (_, p), pre in zip(items, prefixes)]
         todo = [i for i, g in enumerate(grammars) if not g.done]
@@ -312,6 +329,11 @@ class HFPredictor:
         best = max(range(len(tools)), key=lambda i: scores[i])
         grammar.select_tool(best)
         head = heads[best]
+        if cfg.grammar == "xgrammar" and not grammar.done:  # the parameters under xgrammar, from the same head
+            chosen = next(c for c in entry.candidates if c.get("tool_name") == tools[best].name)
+            grammar = self._xgrammar([chosen], cfg)
+            for t in head:
+                grammar.advance(t)
         response_ids = list(head)
         new_tokens = 0
         forwards = 0

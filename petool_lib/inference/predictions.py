@@ -37,7 +37,7 @@ from ..core.data import DataError, Entry, find_test_file, load_test_set, resolve
 from ..core.io import ensure_writable, write_json, write_jsonl
 from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
-from .config import CONTEXTS, DEFAULT_CONTEXT, DEVICE_MAPS, MODES, DecodeConfig, EvalConfig, profile_eval_config
+from .config import CONTEXTS, DEFAULT_CONTEXT, DEVICE_MAPS, GRAMMARS, MODES, DecodeConfig, EvalConfig, profile_eval_config
 from .openai_client import RESPONSE_FORMATS  # the openai SDK itself is imported only when a predictor is made
 
 PREDICTORS = ("hf", "openai")
@@ -277,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-value-chars", type=int, default=None,
                     help="constrained/rank: string value bound (default: the cpu profile's on a CPU, else 128)")
     ap.add_argument("--rank-score", default="sum", choices=("sum", "mean"), help="rank: candidate name log-lik.")
+    ap.add_argument("--grammar", default=None, choices=GRAMMARS,
+                    help="constrained and rank's parameters: who enforces the call grammar, xgrammar (the library; "
+                         "default unless the profile's eval_grammar says otherwise) or builtin (our token state "
+                         "machine, the same language)")
     ap.add_argument("--concurrency", type=int, default=4, help="openai: parallel requests")
     ap.add_argument("--max-retries", type=int, default=3, help="openai: retries per request")
     ap.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                          device_map=args.device_map,
                          max_prompt_tokens=base.max_prompt_tokens if args.max_prompt_tokens is None else args.max_prompt_tokens,
                          decode=DecodeConfig(max_new_tokens=args.max_new_tokens, rank_score=args.rank_score,
-                                             max_value_chars=args.max_value_chars or base.decode.max_value_chars))
+                                             max_value_chars=args.max_value_chars or base.decode.max_value_chars,
+                                             grammar=args.grammar or base.decode.grammar))
         cache = None if args.no_cache else (args.cache or default_cache_path(args.out))
         for path, option in ((args.out, "--out"), (args.metrics, "--metrics"), (cache, "--cache")):
             if path:
@@ -314,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                                    args.timeout, args.max_new_tokens, args.tokenizer, args.response_format,
                                    cfg.device_map)
         print(f"mode {mode}, context {cfg.context}, prompt budget {cfg.prompt_budget(predictor.context_window())}, "
-              f"max value chars {cfg.decode.max_value_chars}", file=sys.stderr)
+              f"max value chars {cfg.decode.max_value_chars}"
+              + (f", grammar {cfg.decode.grammar}" if mode != "generate" else ""), file=sys.stderr)
         t0 = time.perf_counter()
         rows = predict(entries, predictor, args.setting, mode, cfg.decode, cfg.prompt_budget(predictor.context_window()),
                        args.batch_size, cache, progress=not args.quiet, context=cfg.context)

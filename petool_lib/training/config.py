@@ -41,6 +41,7 @@ from ..core.data import normalize_setting
 LLAMA_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STAGES: tuple[str, ...] = ("sft", "dpo")
 TOO_LONG_POLICIES: tuple[str, ...] = ("skip", "keep")
+TARGETS = ("call", "name")  # what a stage's loss is on (StageConfig.target)
 PROFILE_NAMES: tuple[str, ...] = ("tiny", "cpu", "paper")  # configs/<name>.yaml
 POLICY_ADAPTER = "default"  # the trained LoRA adapter of a PeftModel (PEFT's default name)
 REF_ADAPTER = "ref"  # DPO: TRL's frozen copy of the SFT adapter, the reference model
@@ -136,6 +137,10 @@ class StageConfig:
     # fraction of rows whose providers are renamed (harness.probes.rename_row, seeded per row) before fitting: a
     # provider's name then carries no prior, only the history tells which one the user prefers; 0 = none
     rename_providers: float = 0.0
+    # what the loss is on: the whole call (``call``, the paper's) or only its tool name (``name``: every completion
+    # cut after ``{"tool_name": "NAME"``, so the gradient is all on the choice of tool; an ablation for the rank mode,
+    # which reads the model only for the name and generates the parameters under the grammar)
+    target: str = "call"
     max_examples: int | None = None
     max_steps: int | None = None
     beta: float = 0.1  # DPO only
@@ -158,6 +163,8 @@ class StageConfig:
             raise ValueError(f"context must be one of {CONTEXT_MODES}, got {self.context!r}")
         if not 0.0 <= float(self.rename_providers) <= 1.0:
             raise ValueError(f"rename_providers must be a fraction in [0, 1], got {self.rename_providers!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.too_long not in TOO_LONG_POLICIES:
             raise ValueError(f"too_long must be one of {TOO_LONG_POLICIES}, got {self.too_long!r}")
         if self.batch_size < 1 or self.grad_accum < 1:

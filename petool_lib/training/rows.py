@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.data import DataError
+from ..core.data import DataError, name_text
 from ..core.context import fit_prompt
 from ..core.prompts import PromptError, parse_prompt
 from ..harness.probes import rename_row
@@ -126,6 +126,21 @@ class FitResult:
     evidence_items: int = 0  # history items that carry evidence for the candidate list (when fitted) ...
     kept_evidence: int = 0  # ... and how many of them were kept
     description_limit: int | None = None  # characters per description after shortening; None: not shortened
+
+
+def name_only(messages: list[dict[str, str]], where: str) -> list[dict[str, str]]:
+    """An assistant completion cut after its tool name: ``{"tool_name": "NAME"`` (``StageConfig.target = "name"``)."""
+    out = [dict(m) for m in messages]
+    last = out[-1]
+    try:
+        name = json.loads(last["content"])["tool_name"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{where}: target 'name' needs a JSON call with a tool_name as the completion "
+                        f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(name, str):
+        raise DataError(f"{where}: target 'name': tool_name is {type(name).__name__}, not a string")
+    last["content"] = name_text(name)
+    return out
 
 
 def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None,
@@ -281,7 +296,12 @@ def prepare_rows(
                     stats.too_long_skipped += 1
                     continue
                 stats.too_long_kept += 1
-            out.append({k: res.row[k] for k in cols})
+            kept = {k: res.row[k] for k in cols}
+            if cfg.target == "name":
+                where = f"{stage} row {row.get('entry_id', i)}/{row.get('setting', '')}"
+                for k in cols[1:]:
+                    kept[k] = name_only(kept[k], where)
+            out.append(kept)
             stats.add(row, res)
             stats.renamed_rows += renamed
             bar.update(1)

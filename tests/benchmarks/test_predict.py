@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from petool_lib.benchmarks.predict import bench_items, main, speedups
 
 
@@ -16,20 +18,21 @@ def test_bench_items_are_fixed(official):
 
 def test_bench_smoke(tmp_path, official_path):
     out = tmp_path / "bench.json"
-    code = main(["--test", official_path, "--out", str(out), "--n", "2", "--model", "tiny", "--modes", "rank", "--max-prompt-tokens", "1200",
+    code = main(["--test", official_path, "--out", str(out), "--n", "2", "--model", "tiny", "--modes", "rank,rank_xgrammar", "--max-prompt-tokens", "1200",
                  "--whole-test-set", "",
                  "--ref-max-new-tokens", "4", "--ref-max-length", "1200", "--quiet",
                  "--dtype", "bfloat16", "--ref-dtype", "float32"])
     assert code == 0
     res = json.loads(out.read_text())
-    assert list(res["phases"]) == ["rank", "reference_bfloat16", "reference"]
+    assert list(res["phases"]) == ["rank", "rank_xgrammar", "reference_bfloat16", "reference"]
+    assert res["phases"]["rank_xgrammar"]["paper"]["errors"].get("invalid_format", 0) == 0
     assert res["config"]["dtype"] == "bfloat16" and res["config"]["reference"]["dtype"] == "float32"
     for phase in res["phases"].values():
         assert phase["n"] == 2 and phase["samples_per_s"] > 0 and phase["peak_rss_mb"] > 0
         assert phase["paper"]["n"] == 2 and 0 <= phase["paper"]["tool_acc"] <= 1
     assert res["speedup"]["reference"] == 1.0 and res["speedup"]["rank"] > 0
     assert res["speedup_same_dtype"]["reference_bfloat16"] == 1.0
-    assert res["speedup_readable"]["rank"] > 0 and set(res["speedup_readable"]) == {"rank"}
+    assert res["speedup_readable"]["rank"] > 0 and set(res["speedup_readable"]) == {"rank", "rank_xgrammar"}
     assert res["phases"]["rank"]["paper"]["errors"].get("invalid_format", 0) == 0
     assert out.with_suffix(".png").stat().st_size > 1000
     for name in res["phases"]:
@@ -61,3 +64,15 @@ def test_whole_test_set_throughput_is_set_beside_the_reference(tmp_path):
     w = whole_test_set(f, 0.04)
     assert w["samples_per_s"] == 1.2 and w["speedup"] == 30.0 and w["tool_acc"] == {"ratings": 0.18}
     assert whole_test_set(f, None)["speedup"] is None
+
+
+def test_phases_name_a_mode_and_a_grammar():
+    from petool_lib.benchmarks.predict import default_phases, phase_mode
+    from petool_lib.inference import DecodeConfig
+
+    cfg = DecodeConfig(max_value_chars=48)
+    assert phase_mode("constrained_xgrammar", cfg) == ("constrained", DecodeConfig(max_value_chars=48))
+    assert phase_mode("rank", cfg) == ("rank", DecodeConfig(max_value_chars=48, grammar="builtin"))
+    assert default_phases() == ["generate", "constrained", "constrained_xgrammar", "rank", "rank_xgrammar"]
+    with pytest.raises(ValueError, match="unknown phase"):
+        phase_mode("beam", cfg)

@@ -14,10 +14,20 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def test_decode_key_per_mode_is_unchanged():
     """These dicts are part of every prediction-cache key: existing caches stay valid only while they stay."""
-    cfg = DecodeConfig()
+    cfg = DecodeConfig(grammar="builtin")
     assert cfg.key("generate") == {"max_new_tokens": 128}
     assert cfg.key("constrained") == {"max_value_chars": 128, "max_number_chars": 20}
     assert cfg.key("rank") == {"max_value_chars": 128, "max_number_chars": 20, "rank_score": "sum"}
+
+
+def test_grammar_option_is_keyed_only_when_not_the_builtin_one():
+    x = DecodeConfig()  # xgrammar by default: its predictions are not the built-in grammar's cached ones
+    assert x.grammar == "xgrammar"
+    assert x.key("constrained") == {"max_value_chars": 128, "max_number_chars": 20, "grammar": "xgrammar"}
+    assert x.key("rank")["grammar"] == "xgrammar" and x.key("generate") == {"max_new_tokens": 128}
+    assert EvalConfig.from_profile({"eval_grammar": "builtin"}).decode.grammar == "builtin"
+    with pytest.raises(ValueError, match="unknown grammar"):
+        DecodeConfig(grammar="outlines")
 
 
 @pytest.mark.parametrize("name,modes,budget,chars", [

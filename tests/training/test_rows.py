@@ -172,3 +172,24 @@ def test_prepare_rows_can_rename_the_providers_of_a_fraction_of_rows(data_dir: P
                                                            rename_providers=0.5))[0] == half
     with pytest.raises(ValueError, match="rename_providers must be a fraction"):
         tiny_stage("sft", rename_providers=1.5)
+
+
+def test_prepare_rows_target_name_cuts_every_completion_after_the_tool_name(data_dir: Path, tokenizer: Any) -> None:
+    from petool_lib.core.data import name_text
+
+    for stage, cols in (("sft", ("completion",)), ("dpo", ("chosen", "rejected"))):
+        rows = load_rows(data_dir, stage)
+        full, _ = prepare_rows(rows, stage, tokenizer, tiny_stage(stage, token_budget=BUDGET, max_examples=6))
+        cut, _ = prepare_rows(rows, stage, tokenizer, tiny_stage(stage, token_budget=BUDGET, max_examples=6,
+                                                                 target="name"))
+        assert len(cut) == len(full) > 0
+        for a, b in zip(full, cut):
+            assert a["prompt"] == b["prompt"]
+            for col in cols:
+                name = json.loads(a[col][-1]["content"])["tool_name"]
+                assert b[col][-1]["content"] == name_text(name) and b[col][-1]["role"] == "assistant"
+    broken = [{**load_rows(data_dir, "sft")[0], "completion": [{"role": "assistant", "content": "not json"}]}]
+    with pytest.raises(DataError, match="target 'name' needs a JSON call"):
+        prepare_rows(broken, "sft", tokenizer, tiny_stage("sft", target="name"))
+    with pytest.raises(ValueError, match="target must be one of"):
+        tiny_stage("sft", target="params")
