@@ -273,6 +273,11 @@ def run_learning_curve(
     context = context or profile_eval.context
     if context not in CONTEXTS:
         raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXTS}")
+    if context != cfg.context:  # the model would be scored on prompts built otherwise than the ones it trained on
+        import sys
+
+        print(f"warning: evaluating with context {context!r} but the SFT rows were fitted with {cfg.context!r} "
+              f"(set eval_context in the profile, or --context {cfg.context})", file=sys.stderr)
     decode = DecodeConfig(max_value_chars=profile_eval.decode.max_value_chars)
     eval_cfg = EvalConfig(modes=(mode,), decode=decode, context=context, dtype=dtype,
                           max_prompt_tokens=max_prompt_tokens if max_prompt_tokens is not None
@@ -288,6 +293,7 @@ def run_learning_curve(
             "model": model, "backend": backend, "sizes": sorted(plan), "rows_per_step": rows_per_step,
             "checkpoint_steps": {str(n): s for n, s in sorted(plan.items())}, "settings": setting_list,
             "limit": limit, "seed": seed, "mode": mode, "max_prompt_tokens": budget, "context": context,
+            "train_context": cfg.context,
             "dtype": dtype, "decode": asdict(decode), "scoring": "paper", "sft_stage_config": to_dict(cfg),
             "note": "one SFT run; the learning-rate schedule spans max(sizes) rows, so smaller sizes are "
                     "mid-schedule checkpoints",

@@ -90,6 +90,7 @@ def test_checkpoints_at_the_steps_of_the_sizes(curve: dict[str, Any]) -> None:
     assert cfg["backend"] == "hf" and cfg["settings"] == SETTINGS_RUN
     assert cfg["rows_per_step"] == 2 and cfg["sizes"] == [2, 6] and cfg["checkpoint_steps"] == {"2": 1, "6": 3}
     assert cfg["sft_stage_config"]["max_examples"] == 6 and cfg["sft_stage_config"]["epochs"] == 1.0
+    assert cfg["train_context"] == cfg["sft_stage_config"]["context"]  # recorded beside the evaluation's context
     train = curve["result"]["training"]
     assert train["steps"] == 3 and train["examples"] == 6
 
