@@ -56,6 +56,18 @@ def tool_keys(candidate: dict[str, Any]) -> list[str]:
     return keys
 
 
+def unique_tools(candidates: Sequence[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(name, parameter names) of each candidate with a string ``tool_name``, a repeated name once, in order."""
+    out: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
+    for c in candidates:
+        name = c.get("tool_name")
+        if isinstance(name, str) and name not in seen:
+            seen.add(name)
+            out.append((name, tool_keys(c)))
+    return out
+
+
 def _q(s: str) -> str:
     """A JSON string literal in the official serialisation (non-ASCII kept)."""
     return json.dumps(s, ensure_ascii=False)
@@ -177,15 +189,8 @@ class ToolCallGrammar:
         self.eos_ids = list(eos_ids)
         self.max_value_chars = max_value_chars
         self.max_number_chars = max_number_chars
-        seen: set[str] = set()
-        self.tools: list[ToolSpec] = []
-        for c in candidates:
-            name = c.get("tool_name")
-            if not isinstance(name, str) or name in seen:
-                continue
-            seen.add(name)
-            keys = tool_keys(c)
-            self.tools.append(ToolSpec(name, keys, vocab.encode(head_text(name, keys))))
+        self.tools = [ToolSpec(name, keys, vocab.encode(head_text(name, keys)))
+                      for name, keys in unique_tools(candidates)]
         self.root = _Node()
         for i, tool in enumerate(self.tools):
             node = self.root

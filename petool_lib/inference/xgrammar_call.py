@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .grammar import GrammarError, tool_keys, vocab_index
+from .grammar import GrammarError, tool_keys, unique_tools, vocab_index
 
 _COMPILERS: dict[tuple[int, int, tuple[int, ...]], Any] = {}
 _BITS = None
@@ -66,13 +66,7 @@ def call_ebnf(candidates: Sequence[dict[str, Any]], max_value_chars: int = 128, 
         raise GrammarError(f"max_value_chars must be >= 0, got {max_value_chars}")
     rules: list[str] = []
     alts: list[str] = []
-    seen: set[str] = set()
-    for c in candidates:
-        name = c.get("tool_name")
-        if not isinstance(name, str) or name in seen:
-            continue
-        seen.add(name)
-        keys = tool_keys(c)
+    for name, keys in unique_tools(candidates):
         parts = [_lit('{"tool_name": ' + json.dumps(name, ensure_ascii=False) + ', "parameters": {')]
         for j, k in enumerate(keys):
             parts += [_lit((", " if j else "") + json.dumps(k, ensure_ascii=False) + ": "), "value"]
