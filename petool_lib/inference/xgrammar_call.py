@@ -124,9 +124,8 @@ class XGrammarToolCall:
         self.bound = max(len(json.dumps(c.get("tool_name"), ensure_ascii=False)) + 40
                          + sum(len(json.dumps(k, ensure_ascii=False)) + 2 + value for k in tool_keys(c))
                          for c in candidates)
-        self.max_value_chars = max_value_chars
-        self.max_number_chars = max_number_chars
         self.emitted = 0
+        self._mask: tuple[int, torch.Tensor] | None = None  # (emitted, mask): one fill per grammar state
 
     @property
     def done(self) -> bool:
@@ -179,8 +178,10 @@ class XGrammarToolCall:
             mask = torch.zeros(self.vocab_size, dtype=torch.bool)
             mask[self.eos_ids] = True
             return mask
-        self.matcher.fill_next_token_bitmask(self._bitmask)
-        return _unpack(self._bitmask[0], self.vocab_size)
+        if self._mask is None or self._mask[0] != self.emitted:  # asked again in the same state: no new fill
+            self.matcher.fill_next_token_bitmask(self._bitmask)
+            self._mask = (self.emitted, _unpack(self._bitmask[0], self.vocab_size))
+        return self._mask[1]
 
     def advance(self, token: int) -> None:
         """Consume one token (a GrammarError when the grammar does not allow it)."""
