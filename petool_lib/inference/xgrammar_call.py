@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .grammar import GrammarError, tool_keys, unique_tools, vocab_index
+from .grammar import GrammarError, after_value_text, head_text, unique_tools, vocab_index
 
 _COMPILERS: dict[tuple[int, int, tuple[int, ...]], Any] = {}
 _BITS = None
@@ -120,10 +120,10 @@ class XGrammarToolCall:
         self.compiled = compiler(tokenizer, vocab_size, eos_ids).compile_grammar(self.text_grammar)
         self.matcher = xgr.GrammarMatcher(self.compiled, override_stop_tokens=self.eos_ids)
         self._bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
-        value = 1 + max(max_value_chars + 2, max_number_chars)
-        self.bound = max(len(json.dumps(c.get("tool_name"), ensure_ascii=False)) + 40
-                         + sum(len(json.dumps(k, ensure_ascii=False)) + 2 + value for k in tool_keys(c))
-                         for c in candidates)
+        value = 1 + max(max_value_chars + 2, max_number_chars)  # as the built-in grammar bounds a value
+        self.bound = max(len(head_text(name, keys))
+                         + sum(value + len(after_value_text(keys, k)) for k in range(len(keys)))
+                         for name, keys in unique_tools(candidates))
         self.emitted = 0
         self._mask: tuple[int, torch.Tensor] | None = None  # (emitted, mask): one fill per grammar state
 
