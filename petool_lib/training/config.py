@@ -145,6 +145,10 @@ class StageConfig:
     max_steps: int | None = None
     beta: float = 0.1  # DPO only
     loss_type: str = "sigmoid"  # DPO only
+    # DPO only: weight of an NLL term on the chosen completion added to the preference loss (RPO; LLaMA-Factory's
+    # ``pref_ftx``; TRL ``loss_type=[loss_type, "sft"]``), which keeps the SFT behaviour (here: the function match)
+    # while the pairs move the provider choice; 0 = the paper's pure preference loss
+    sft_weight: float = 0.0
     logging_steps: int = 1
     save_steps: int = 10
     gradient_checkpointing: bool = False
@@ -167,6 +171,8 @@ class StageConfig:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.too_long not in TOO_LONG_POLICIES:
             raise ValueError(f"too_long must be one of {TOO_LONG_POLICIES}, got {self.too_long!r}")
+        if not self.sft_weight >= 0.0:
+            raise ValueError(f"sft_weight must be >= 0, got {self.sft_weight!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
@@ -385,14 +391,18 @@ def sft_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "
 
 def dpo_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu",
                bf16_supported: bool = True, report_to: Sequence[str] = ()) -> dict[str, Any]:
-    """Keyword arguments of ``trl.DPOConfig`` (sigmoid loss, beta)."""
+    """Keyword arguments of ``trl.DPOConfig`` (sigmoid loss, beta; with ``sft_weight`` > 0 plus TRL's ``sft`` loss
+    on the chosen completion, weighted)."""
+    extra: dict[str, Any] = {}
+    if cfg.sft_weight > 0:
+        extra = dict(loss_type=[cfg.loss_type, "sft"], loss_weights=[1.0, float(cfg.sft_weight)])
     return dict(
         _common_args(cfg, output_dir, seed, device, bf16_supported, report_to),
         beta=cfg.beta,
         loss_type=[cfg.loss_type],
         max_length=None,
         precompute_ref_log_probs=False,
-    )
+    ) | extra
 
 
 def sft_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu", bf16_supported: bool = True,

@@ -92,7 +92,8 @@ class DPORunner(StageRunner):
         unchanged = all(bool((self._ref_before[k] == ref_after[k]).all()) for k in self._ref_before)
         if not unchanged:
             raise RuntimeError("the frozen reference adapter changed during DPO training")
-        return {"reference_unchanged": unchanged, "beta": self.cfg.beta, "loss_type": self.cfg.loss_type}
+        return {"reference_unchanged": unchanged, "beta": self.cfg.beta, "loss_type": self.cfg.loss_type,
+                "sft_weight": self.cfg.sft_weight}
 
 
 def train_dpo(data: str | Path, cfg: StageConfig, *, adapter: str | Path, profile: Profile, model: str,

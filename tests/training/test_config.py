@@ -141,6 +141,11 @@ def test_translation_to_trl_configs(tmp_path: Path) -> None:
     dkw = dpo_kwargs(stage_config("paper", "dpo", max_steps=7), str(tmp_path), device="cpu")
     assert dkw["beta"] == 0.1 and dkw["loss_type"] == ["sigmoid"] and dkw["max_steps"] == 7
     assert dkw["use_cpu"] is True and dkw["bf16"] is False and dkw["precompute_ref_log_probs"] is False
+    assert "loss_weights" not in dkw  # the paper's pure preference loss by default
+    rkw = dpo_kwargs(stage_config("paper", "dpo", sft_weight=0.5), str(tmp_path), device="cpu")
+    assert rkw["loss_type"] == ["sigmoid", "sft"] and rkw["loss_weights"] == [1.0, 0.5]
+    with pytest.raises(ValueError, match="sft_weight"):
+        stage_config("paper", "dpo", sft_weight=-1.0)
     # the objects really construct with the installed TRL (on CPU)
     sc = sft_config(stage_config("tiny", "sft"), str(tmp_path / "s"))
     dc = dpo_config(stage_config("cpu", "dpo"), str(tmp_path / "d"))

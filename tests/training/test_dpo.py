@@ -53,3 +53,14 @@ def test_dpo_needs_the_sft_adapter(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a PEFT adapter directory"):
         train_dpo(data_dir, tiny_stage("dpo"), adapter=tmp_path / "nope", profile=tiny(), model="tiny",
                   out=tmp_path / "dpo", backend="hf")
+
+
+def test_dpo_sft_weight_adds_the_chosen_nll(pipeline: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
+    """``sft_weight`` > 0 adds TRL's ``sft`` term (mean NLL of the chosen completion) to the sigmoid loss: at step 0
+    the margin is 0, so the logged loss is log 2 + weight x NLL, well above the pure loss's log 2."""
+    res = train_dpo(data_dir, tiny_stage("dpo", token_budget=BUDGET, max_examples=2, max_steps=1, sft_weight=1.0),
+                    adapter=pipeline["out"] / "sft", profile=tiny(), model="tiny", out=tmp_path / "dpo", backend="hf")
+    assert res.metrics["sft_weight"] == 1.0
+    first = next(h for h in res.log_history if "loss" in h)
+    assert first["rewards/margins"] == 0.0
+    assert first["loss"] > math.log(2) + 0.5, first  # the tiny model's chosen NLL is several nats
