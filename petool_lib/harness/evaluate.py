@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from ..core.io import JsonlError, read_jsonl_lines, write_jsonl
 from ..core.data import NO_HISTORY, DataError, Entry, load_test_set, normalize_setting, resolve_settings
+from .cases import decision_case
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
 HISTORY_BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
@@ -181,6 +182,19 @@ def slices(scored: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[s
     return {s: {k: _summary(v) for k, v in sorted(g.items())} for s, g in groups.items()}
 
 
+SLICE_KEYS: tuple[str, ...] = ("case", "history_bin", "category", "group_size")
+
+
+def add_decision_cases(scored: list[dict[str, Any]], entries: list[Entry]) -> list[dict[str, Any]]:
+    """``scored`` with ``case``: the :func:`harness.cases.decision_case` of each (entry, setting) — what the history
+    shows about the wanted provider (``absent`` / ``visible`` / ``switch`` / ``avoid``); ``no history`` for the
+    no-history ablation."""
+    by_id = {e.entry_id: e for e in entries}
+    return [dict(r, case="no history" if r["setting"] == NO_HISTORY else decision_case(by_id[r["entry_id"]],
+                                                                                           r["setting"]))
+            for r in scored]
+
+
 def evaluate_rows(
     entries: list[Entry], rows: list[dict[str, Any]], settings: list[str] | None = None, scoring: str = "paper"
 ) -> dict[str, dict[str, Any]]:
@@ -195,10 +209,10 @@ def ci_text(summary: dict[str, Any], key: str) -> str:
     return "[{:.1f}, {:.1f}]".format(*(100 * x for x in ci))
 
 
-def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
-    """A readable fixed-width table of a per-setting summary."""
+def format_table(summary: dict[str, dict[str, Any]], title: str = "", label: str = "setting") -> str:
+    """A readable fixed-width table of a per-setting summary (``label``: the first column's header)."""
     cats = [c for c in ERROR_CATEGORIES if any(v["errors"].get(c) for v in summary.values())]  # "missing" has its column
-    head = (f"{'setting':<14}{'n':>6}{'Tool Acc':>10}{'(95% CI)':>15}{'Param Acc':>11}{'(95% CI)':>15}{'missing':>9}  "
+    head = (f"{label:<14}{'n':>6}{'Tool Acc':>10}{'(95% CI)':>15}{'Param Acc':>11}{'(95% CI)':>15}{'missing':>9}  "
             + "  ".join(cats))
     lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
     for s, v in summary.items():
@@ -217,12 +231,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="all | preferred | ratings | chronological | none (no-history ablation), or p/r/c/n; comma list")
     ap.add_argument("--scoring", default="paper", choices=SCORINGS)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--by", default=None, choices=SLICE_KEYS,
+                    help="also accuracy per slice and setting: case (what the history shows: absent / visible / "
+                         "switch / avoid), history_bin, category or group_size")
     args = ap.parse_args(argv)
     try:
         entries = load_test_set(args.test)
         rows = load_predictions(args.predictions, entries)
         settings = None if args.setting.strip().lower() == "all" else resolve_settings(args.setting)
-        summary = summarize(score_rows(entries, rows, settings, args.scoring))
+        scored = score_rows(entries, rows, settings, args.scoring)
+        summary = summarize(scored)
+        if args.by == "case":
+            scored = add_decision_cases(scored, entries)
+        by = slices(scored, args.by) if args.by else None
     except (DataError, OSError, ValueError) as exc:  # bad input (file and line named), unreadable file
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -231,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {args.predictions}: {no_response} row(s) have no 'response' field; scored as wrong",
               file=sys.stderr)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print(json.dumps({**summary, f"by_{args.by}": by} if by else summary, sort_keys=True))
     else:
         print(format_table(summary, f"{args.predictions} ({args.scoring} scoring)"))
+        for s, table in (by or {}).items():
+            print("\n" + format_table(table, f"{s} by {args.by}", label=args.by))
     return 0
 
 

@@ -87,3 +87,19 @@ def test_no_history_rows_are_scored_not_dropped(official):
     assert res["ratings"]["missing"] == 1000
     assert list(evaluate_rows(official, _perfect(official[:5], ("preferred",)))) == ["preferred", "ratings",
                                                                                    "chronological"]
+
+
+def test_cli_by_decision_case(official, official_path, tmp_path, capsys):
+    """``--by case``: accuracy per decision case; on the official test set rating-integrated is 415 ``switch`` /
+    585 ``avoid`` entries (harness.cases), and a prediction missing from a case counts as wrong there."""
+    rows = [r for r in _perfect(official, ("ratings",)) if r["entry_id"] != official[0].entry_id]
+    p = write_predictions(tmp_path / "p.jsonl", rows)
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--by", "case", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    cases = out["by_case"]["ratings"]
+    assert {k: v["n"] for k, v in cases.items()} == {"avoid": 585, "switch": 415}
+    assert sum(v["tool_correct"] for v in cases.values()) == 999
+    assert sum(v["missing"] for v in cases.values()) == 1
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--by", "case"]) == 0
+    text = capsys.readouterr().out
+    assert "ratings by case" in text and text.count("avoid") == 1 and "switch" in text
