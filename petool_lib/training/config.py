@@ -393,16 +393,15 @@ def dpo_kwargs(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "
                bf16_supported: bool = True, report_to: Sequence[str] = ()) -> dict[str, Any]:
     """Keyword arguments of ``trl.DPOConfig`` (sigmoid loss, beta; with ``sft_weight`` > 0 plus TRL's ``sft`` loss
     on the chosen completion, weighted)."""
-    extra: dict[str, Any] = {}
-    if cfg.sft_weight > 0:
-        extra = dict(loss_type=[cfg.loss_type, "sft"], loss_weights=[1.0, float(cfg.sft_weight)])
+    rpo = cfg.sft_weight > 0
     return dict(
         _common_args(cfg, output_dir, seed, device, bf16_supported, report_to),
         beta=cfg.beta,
-        loss_type=[cfg.loss_type],
+        loss_type=[cfg.loss_type, "sft"] if rpo else [cfg.loss_type],
+        **({"loss_weights": [1.0, float(cfg.sft_weight)]} if rpo else {}),
         max_length=None,
         precompute_ref_log_probs=False,
-    ) | extra
+    )
 
 
 def sft_config(cfg: StageConfig, output_dir: str, seed: int = 0, device: str = "cpu", bf16_supported: bool = True,
