@@ -274,8 +274,6 @@ def run_learning_curve(
     if context not in CONTEXTS:
         raise ValueError(f"unknown context mode {context!r}; expected one of {CONTEXTS}")
     if context != cfg.context:  # the model would be scored on prompts built otherwise than the ones it trained on
-        import sys
-
         print(f"warning: evaluating with context {context!r} but the SFT rows were fitted with {cfg.context!r} "
               f"(set eval_context in the profile, or --context {cfg.context})", file=sys.stderr)
     decode = DecodeConfig(max_value_chars=profile_eval.decode.max_value_chars)
