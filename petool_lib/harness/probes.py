@@ -67,15 +67,74 @@ def _word_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)")
 
 
-def _new_name(rng: random.Random) -> str:
-    """A pronounceable made-up provider name such as ``Korvanta``, ``Mikera_v2`` or ``Fosvado API``."""
+def _syllables(rng: random.Random) -> str:
     n = rng.choice((2, 2, 3))
     stem = ""
     for i in range(n):
         stem += rng.choice(_ONSETS) + rng.choice(_VOWELS)
         if i < n - 1 and rng.random() < 0.35:
             stem += rng.choice(_CODAS)
+    return stem
+
+
+def _new_name(rng: random.Random) -> str:
+    """A pronounceable made-up provider name such as ``Korvanta``, ``Mikera_v2`` or ``Fosvado API``."""
+    stem = _syllables(rng)
     return rng.choice(_STYLES).format((stem + rng.choice(_ENDINGS)).capitalize())
+
+
+# ``words`` renaming (:func:`rename_row` ``style="words"``): a provider name is cut into words (camel case, digits
+# and separators apart) and each distinctive word is replaced, the same word by the same made-up word everywhere in
+# the row, so names that share words keep sharing them (``Spotify``, ``Spotify_v3``, ``Spotify Web`` ->
+# ``Korvanta``, ``Korvanta_v3``, ``Korvanta Web``): versions of one service stay near-duplicates, as they are in
+# PEToolBench, and choosing among them still needs the history. Words shorter than 3 letters, digits, separators
+# and the generic words below are kept.
+_NAME_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+|[^A-Za-z\d]+")
+GENERIC_WORDS: frozenset[str] = frozenset({
+    "api", "apis", "app", "cloud", "com", "data", "free", "hub", "live", "net", "new", "official", "online", "pro",
+    "service", "services", "the", "web"})
+
+
+def _recase(word: str, like: str) -> str:
+    if len(like) > 1 and like.isupper():
+        return word.upper()
+    return word.capitalize() if like[:1].isupper() else word.lower()
+
+
+def _word_names(olds: list[str], rng: random.Random, where: str) -> dict[str, str]:
+    """Each of ``olds`` -> a new name with its distinctive words replaced consistently across ``olds`` (see
+    ``_NAME_WORD``); the same guarantees as :func:`_fresh_names` (unique, never an old name, never containing one
+    as a whole word), a name that cannot meet them (e.g. only generic words) getting a fresh name instead."""
+    old_pattern = _word_pattern(olds)
+    taken = {o.strip().casefold() for o in olds}
+    words: dict[str, str] = {}  # casefolded old word -> new word (lower case)
+    mapping: dict[str, str] = {}
+    for old in olds:
+        parts = []
+        for w in _NAME_WORD.findall(old):
+            key = w.casefold()
+            if w.isascii() and w.isalpha() and len(w) >= 3 and key not in GENERIC_WORDS:
+                if key not in words:
+                    used = set(words.values())
+                    new_w = next(x for x in iter(lambda: (_syllables(rng) + rng.choice(_ENDINGS)).lower(), None)
+                                 if x not in used and x != key)
+                    words[key] = new_w
+                w = _recase(words[key], w)
+            parts.append(w)
+        new = "".join(parts)
+
+        def clash(name: str) -> bool:
+            return name.strip().casefold() in taken or bool(old_pattern and old_pattern.search(name))
+
+        for _ in range(10_000):
+            if not clash(new):
+                break
+            new = _new_name(rng)
+        else:  # pragma: no cover - 10,000 collisions in a row do not happen
+            raise RuntimeError(f"{where}: could not find a fresh name for {old!r}")
+        taken.add(new.strip().casefold())
+        mapping[old] = new
+    return mapping
 
 
 def _tool_part(name: str, where: str) -> str:
@@ -214,13 +273,19 @@ def rename_test_set(entries: Iterable[Entry], seed: int) -> list[Entry]:
 ROW_COMPLETIONS = ("completion", "chosen", "rejected")  # the assistant turns of an SFT / DPO training row
 
 
-def rename_row(row: dict[str, Any], seed: int) -> dict[str, Any]:
+RENAME_STYLES: tuple[str, ...] = ("name", "words")  # rename_row: a fresh name per provider | per distinctive word
+
+
+def rename_row(row: dict[str, Any], seed: int, style: str = "name") -> dict[str, Any]:
     """A training row (``prompt`` = system + user messages; ``completion`` or ``chosen`` / ``rejected`` assistant
     turns; ``setting``; ``entry_id``) with every provider renamed consistently within the row and the candidates
     shuffled, as :func:`rename_providers` does to a test entry: the history's and the candidates' tool names (and
     whole-word mentions in the candidates' descriptions) and the ``tool_name`` of every assistant call. The names
     are drawn from ``(seed, entry_id, setting)``. Training on such rows makes a provider's name worthless as a
     prior: the only way to the right provider is the history (the probe's question, asked during training).
+    ``style``: ``name`` gives every provider an unrelated fresh name (the test-side probe's renaming); ``words``
+    replaces each distinctive word of the names consistently (``_word_names``), so near-duplicate providers —
+    versions of one service — stay near-duplicates.
 
     Raises :class:`DataError` naming the row when its system prompt cannot be parsed or a tool name is malformed;
     an assistant turn that is not a JSON call is kept as it is."""
@@ -248,7 +313,10 @@ def rename_row(row: dict[str, Any], seed: int) -> dict[str, Any]:
     olds |= {_tool_part(str(c.get("tool_name")), f"{where}: candidate") for c in parsed.candidates}
     olds |= {_tool_part(n, f"{where}: {k}") for k, n in calls.items()}
     key = f"{row.get('entry_id')}/{setting}"
-    mapping = _fresh_names(sorted(olds), random.Random(f"petool-train-names/{seed}/{key}"), where)
+    if style not in RENAME_STYLES:
+        raise ValueError(f"style must be one of {RENAME_STYLES}, got {style!r}")
+    names = _fresh_names if style == "name" else _word_names
+    mapping = names(sorted(olds), random.Random(f"petool-train-names/{seed}/{key}"), where)
     r = _Renamer(mapping, seed, key)
     history = [replace(h, tool_call={**h.tool_call, "tool_name": r.tool(h.tool_name)}) for h in parsed.history]
     prompt = [dict(m) for m in row["prompt"]]

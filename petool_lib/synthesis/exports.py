@@ -28,6 +28,7 @@ from ..core.context import fit_prompt, make_messages, template_ids
 from ..core.data import SETTINGS, Entry
 from ..core.io import OutputError, ensure_writable_dir, write_json
 from ..core.prompts import PromptError, dumps, parse_prompt
+from ..harness.cases import decision_case
 
 SETTING_LETTER = {"preferred": "p", "ratings": "r", "chronological": "c"}
 
@@ -37,23 +38,35 @@ def call_text(tool_name: str, parameters: dict[str, Any]) -> str:
     return dumps({"tool_name": tool_name, "parameters": parameters})
 
 
-def sft_rows(entries: Sequence[Entry], settings: Sequence[str] = SETTINGS) -> list[dict[str, Any]]:
-    """TRL conversational prompt-completion rows: system = the setting's prompt, user = the query."""
+def row_cases(entries: Sequence[Entry], settings: Sequence[str] = SETTINGS) -> dict[tuple[Any, str], str]:
+    """``{(entry_id, setting): decision case}`` (:func:`~petool_lib.harness.cases.decision_case`: what the history
+    shows about the answer's provider), computed once for :func:`sft_rows` and :func:`dpo_rows`."""
+    return {(e.entry_id, s): decision_case(e, s) for s in settings for e in entries}
+
+
+def sft_rows(entries: Sequence[Entry], settings: Sequence[str] = SETTINGS,
+             cases: dict[tuple[Any, str], str] | None = None) -> list[dict[str, Any]]:
+    """TRL conversational prompt-completion rows: system = the setting's prompt, user = the query; ``case``: the
+    row's decision case (``cases`` from :func:`row_cases`, computed when not given), which a training stage can
+    select on (``StageConfig.cases``)."""
+    cases = row_cases(entries, settings) if cases is None else cases
     rows = []
     for s in settings:
         for e in entries:
             rows.append({
                 "prompt": [{"role": "system", "content": e.prompts[s]}, {"role": "user", "content": e.query}],
                 "completion": [{"role": "assistant", "content": call_text(e.ground_truth["tool_name"], e.ground_truth["parameters"])}],
-                "setting": s, "entry_id": e.entry_id,
+                "setting": s, "entry_id": e.entry_id, "case": cases[(e.entry_id, s)],
             })
     return rows
 
 
-def dpo_rows(entries: Sequence[Entry], rejected: dict[int, dict[str, Any]], settings: Sequence[str] = SETTINGS
-             ) -> list[dict[str, Any]]:
+def dpo_rows(entries: Sequence[Entry], rejected: dict[int, dict[str, Any]], settings: Sequence[str] = SETTINGS,
+             cases: dict[tuple[Any, str], str] | None = None) -> list[dict[str, Any]]:
     """TRL conversational preference rows: chosen = the ground-truth call, rejected = the same call on a
-    non-preferred member of the target's group (``rejected[entry_id] = {"tool_name", "parameters"}``)."""
+    non-preferred member of the target's group (``rejected[entry_id] = {"tool_name", "parameters"}``); ``case`` as
+    in :func:`sft_rows`."""
+    cases = row_cases(entries, settings) if cases is None else cases
     rows = []
     for s in settings:
         for e in entries:
@@ -62,7 +75,7 @@ def dpo_rows(entries: Sequence[Entry], rejected: dict[int, dict[str, Any]], sett
                 "prompt": [{"role": "system", "content": e.prompts[s]}, {"role": "user", "content": e.query}],
                 "chosen": [{"role": "assistant", "content": call_text(e.ground_truth["tool_name"], e.ground_truth["parameters"])}],
                 "rejected": [{"role": "assistant", "content": call_text(rej["tool_name"], rej["parameters"])}],
-                "setting": s, "entry_id": e.entry_id,
+                "setting": s, "entry_id": e.entry_id, "case": cases[(e.entry_id, s)],
             })
     return rows
 

@@ -28,7 +28,7 @@ from .catalog import Catalog, load_catalog
 from .config import SynthConfig
 from .examples import HARD_POOL, Example, Synthesizer
 from .exports import (MANIFEST, OutDir, claim_out_dir, dpo_rows, fit_export_prompts, load_tokenizer, remove_stale,
-                      sft_rows, write_hf, write_llamafactory, written_hashes)
+                      row_cases, sft_rows, write_hf, write_llamafactory, written_hashes)
 from .grouping import Group, api_text, embed_texts, group_apis, nearest_neighbours, pairwise_agreement, size_distribution
 from .histories import measure_structure
 from .holdout import OfficialReference, drop_official_queries, leakage_report, load_reference, split_groups
@@ -307,9 +307,10 @@ def write_outputs(out: OutDir, prep: Preparation, examples: dict[str, list[Examp
     train_entries = [ex.entry for ex in examples["train"]]
     test_entries = [ex.entry for ex in examples["test"]]
     users = _user_rows(examples)
-    sft = sft_rows(train_entries)
+    cases = row_cases(train_entries)  # each prompt parsed once for both stages
+    sft = sft_rows(train_entries, cases=cases)
     rej = {ex.entry.entry_id: ex.rejected_call for ex in examples["train"]}
-    dpo = dpo_rows(train_entries, rej)
+    dpo = dpo_rows(train_entries, rej, cases=cases)
     lf_sft, lf_dpo, lf_stats = fit_export_prompts(sft, dpo, tok, cfg.lf_cutoff_len, cfg.lf_tokenizer)
     written = [*write_tool_files(prep, root),
                write_jsonl(root / "users.jsonl", users),

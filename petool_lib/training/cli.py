@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--token-budget", type=int, default=None, help="override the profile's token budget")
         s.add_argument("--settings", default=None,
                        help="train only on rows of these settings, e.g. ratings (comma list; default: all)")
+        s.add_argument("--cases", default=None,
+                       help="train only on rows of these decision cases, e.g. visible,switch (comma list of "
+                            "absent|visible|switch|avoid|conflict; default: the profile's, else all)")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--no-resume", action="store_true",
                        help="ignore checkpoints of an interrupted run (by default a rerun resumes from the newest "
@@ -72,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise ProfileError(f"--report-to: {exc}") from None
         settings = tuple(x.strip() for x in args.settings.split(",") if x.strip()) if args.settings else None
+        cases = tuple(x.strip() for x in args.cases.split(",") if x.strip()) if args.cases else None
         try:
             cfg = stage_config(profile, args.stage, max_steps=args.max_steps, max_examples=args.max_examples,
-                               token_budget=args.token_budget, settings=settings)
+                               token_budget=args.token_budget, settings=settings, cases=cases)
         except ValueError as exc:  # e.g. an unknown setting
             raise ProfileError(f"{args.profile}: {exc}") from None
         backend = prepare_backend(args.backend)  # before anything imports trl / transformers / peft

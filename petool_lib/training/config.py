@@ -37,6 +37,8 @@ from typing import Any, Sequence
 
 from ..core.context import CONTEXT_MODES
 from ..core.data import normalize_setting
+from ..harness.cases import CASES
+from ..harness.probes import RENAME_STYLES
 
 LLAMA_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STAGES: tuple[str, ...] = ("sft", "dpo")
@@ -134,9 +136,17 @@ class StageConfig:
     too_long: str = "skip"
     context: str = "evidence"  # how rows are fitted to token_budget (core.context.CONTEXT_MODES)
     settings: tuple[str, ...] | None = None  # train only on rows of these settings (e.g. ("ratings",)); None = all
+    # train only on rows of these decision cases (harness.cases.CASES: what the history shows about the answer's
+    # provider, the row's ``case`` field written by ``synthesize``), e.g. ("visible", "switch"): the rows whose answer
+    # the history shows positively; the others are counted as filtered; None = all rows
+    cases: tuple[str, ...] | None = None
     # fraction of rows whose providers are renamed (harness.probes.rename_row, seeded per row) before fitting: a
     # provider's name then carries no prior, only the history tells which one the user prefers; 0 = none
     rename_providers: float = 0.0
+    # how a renamed row's providers are renamed (harness.probes.RENAME_STYLES): ``name``, a fresh unrelated name per
+    # provider; ``words``, each distinctive word replaced consistently, so versions of one service (``Spotify``,
+    # ``Spotify_v3``) stay near-duplicates as in PEToolBench
+    rename_style: str = "name"
     # what the loss is on: the whole call (``call``, the paper's) or only its tool name (``name``: every completion
     # cut after ``{"tool_name": "NAME"``, so the gradient is all on the choice of tool; an ablation for the rank mode,
     # which reads the model only for the name and generates the parameters under the grammar)
@@ -163,10 +173,17 @@ class StageConfig:
                 raise ValueError(f"settings: {exc}") from None
             if not self.settings:
                 raise ValueError("settings must name at least one setting (or be None for all)")
+        if self.cases is not None:
+            bad = [c for c in self.cases if c not in CASES]
+            if bad or not self.cases:
+                raise ValueError(f"cases must name some of {CASES} (or be None for all), got {list(self.cases)}")
+            object.__setattr__(self, "cases", tuple(dict.fromkeys(self.cases)))
         if self.context not in CONTEXT_MODES:
             raise ValueError(f"context must be one of {CONTEXT_MODES}, got {self.context!r}")
         if not 0.0 <= float(self.rename_providers) <= 1.0:
             raise ValueError(f"rename_providers must be a fraction in [0, 1], got {self.rename_providers!r}")
+        if self.rename_style not in RENAME_STYLES:
+            raise ValueError(f"rename_style must be one of {RENAME_STYLES}, got {self.rename_style!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.too_long not in TOO_LONG_POLICIES:

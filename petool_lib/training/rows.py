@@ -199,6 +199,7 @@ class PrepStats:
     evidence_kept: int = 0  # ... and how many of them the context builder kept
     shortened_rows: int = 0  # used rows whose candidate descriptions were shortened
     other_settings: int = 0  # rows left out because the stage trains on other settings only (``settings``)
+    other_cases: int = 0  # rows left out because the stage trains on other decision cases only (``cases``)
     too_long_skipped: int = 0  # too long even with an empty history: skipped (policy "skip") ...
     too_long_kept: int = 0  # ... or kept whole (policy "keep")
     unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
@@ -206,11 +207,12 @@ class PrepStats:
     tokens_total: int = 0  # over the used rows
     tokens_max: int = 0
     by_setting: dict[str, int] = field(default_factory=dict)
+    by_case: dict[str, int] = field(default_factory=dict)  # used rows per decision case (rows with a ``case``)
     entry_ids: list[Any] = field(default_factory=list)
 
     @property
     def not_considered(self) -> int:
-        return self.source_rows - self.other_settings - self.considered
+        return self.source_rows - self.other_settings - self.other_cases - self.considered
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -231,6 +233,9 @@ class PrepStats:
         self.tokens_max = max(self.tokens_max, res.tokens)
         setting = str(row.get("setting", ""))
         self.by_setting[setting] = self.by_setting.get(setting, 0) + 1
+        if "case" in row:
+            case = str(row["case"])
+            self.by_case[case] = self.by_case.get(case, 0) + 1
         self.entry_ids.append(row.get("entry_id"))
 
 
@@ -276,6 +281,19 @@ def prepare_rows(
             raise DataError(f"{stage}: no row has a setting in {sorted(wanted)} (rows have "
                             f"{sorted({str(r.get('setting', '')) for r in rows})})")
         rows = kept
+    if cfg.cases is not None:  # train on some decision cases only: the others are counted as filtered, not lost
+        for i, r in enumerate(rows):
+            if "case" not in r:
+                raise DataError(f"{stage} row {r.get('entry_id', i)}/{r.get('setting', '')}: no 'case' field, which "
+                                f"the stage's cases {list(cfg.cases)} select on (rows written by `synthesize` carry "
+                                "it; synthesize the data again, or drop `cases`)")
+        wanted = set(cfg.cases)
+        kept = [r for r in rows if str(r["case"]) in wanted]
+        stats.other_cases = len(rows) - len(kept)
+        if not kept:
+            raise DataError(f"{stage}: no row has a case in {sorted(wanted)} (rows have "
+                            f"{sorted({str(r['case']) for r in rows})})")
+        rows = kept
     out: list[dict[str, Any]] = []
     cols = STAGE_COLUMNS[stage]
     target = min(len(rows), cfg.max_examples) if cfg.max_examples else len(rows)
@@ -287,7 +305,7 @@ def prepare_rows(
             stats.considered += 1
             renamed = cfg.rename_providers > 0 and _draw(seed, row, i) < cfg.rename_providers
             if renamed:
-                row = rename_row(row, seed)
+                row = rename_row(row, seed, cfg.rename_style)
             res = fit_row(row, stage, tokenizer, cfg.token_budget, cfg.context)
             if not res.parsed:
                 stats.unparsed_prompts += 1

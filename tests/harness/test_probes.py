@@ -249,7 +249,8 @@ def test_tiny_entry_without_the_official_file(tmp_path, capsys):
 
 
 
-def test_rename_row_renames_a_training_row_consistently(sample: list[Entry]) -> None:
+@pytest.mark.parametrize("style", ["name", "words"])
+def test_rename_row_renames_a_training_row_consistently(sample: list[Entry], style: str) -> None:
     from petool_lib.harness.probes import rename_row
 
     e = next(x for x in sample if len(set(x.group_names)) > 1)
@@ -260,7 +261,7 @@ def test_rename_row_renames_a_training_row_consistently(sample: list[Entry]) -> 
            "entry_id": e.entry_id}
     dpo = {"prompt": prompt, "chosen": sft["completion"], "setting": "ratings", "entry_id": e.entry_id,
            "rejected": [{"role": "assistant", "content": json.dumps(dict(e.ground_truth, tool_name=other))}]}
-    a, b = rename_row(sft, SEED), rename_row(dpo, SEED)
+    a, b = rename_row(sft, SEED, style), rename_row(dpo, SEED, style)
     assert a["prompt"] == b["prompt"] and a["completion"] == b["chosen"]  # same row key: same names
     assert a["prompt"][1] == prompt[1]  # the query is untouched
     old, new = parse_prompt(prompt[0]["content"], "ratings"), parse_prompt(a["prompt"][0]["content"], "ratings")
@@ -286,6 +287,28 @@ def test_rename_row_renames_a_training_row_consistently(sample: list[Entry]) -> 
     if tool in mapping:  # the ground truth's provider is in the history: renamed the same way there
         assert part(chosen)[1] == mapping[tool]
     assert json.loads(a["completion"][0]["content"])["parameters"] == e.ground_truth["parameters"]
-    assert rename_row(sft, SEED) == a and rename_row(sft, SEED + 1) != a  # seeded
+    assert rename_row(sft, SEED, style) == a and rename_row(sft, SEED + 1, style) != a  # seeded
     with pytest.raises(DataError, match=f"row of entry {e.entry_id} \\(ratings\\): no system message"):
-        rename_row({**sft, "prompt": prompt[1:]}, SEED)
+        rename_row({**sft, "prompt": prompt[1:]}, SEED, style)
+    with pytest.raises(ValueError, match="style must be one of"):
+        rename_row(sft, SEED, "letters")
+
+
+def test_words_style_keeps_the_words_names_share() -> None:
+    """``words`` renaming: versions of one service stay near-duplicates; no old name survives; names stay unique."""
+    import random
+
+    from petool_lib.harness.probes import _word_names
+
+    olds = sorted(["Spotify", "Spotify_v3", "Spotify Web", "PowerBI", "Power BI Smartable", "API", "GroupDocs.Annotation Cloud",
+                   "GroupDocs.Comparison Cloud"])
+    m = _word_names(olds, random.Random(0), "here")
+    assert m["Spotify_v3"] == m["Spotify"] + "_v3" and m["Spotify Web"] == m["Spotify"] + " Web"
+    assert m["PowerBI"].endswith("BI") and m["Power BI Smartable"].startswith(m["PowerBI"][:-2] + " BI ")
+    a, b = m["GroupDocs.Annotation Cloud"], m["GroupDocs.Comparison Cloud"]
+    assert a.split(".")[0] == b.split(".")[0] and a != b and a.endswith(" Cloud")
+    assert len(set(m.values())) == len(m)
+    assert not {v.casefold() for v in m.values()} & {o.casefold() for o in olds}
+    assert not re.search(r"Spotify|Power(?!BI)|Group|Docs|Annotation|Comparison|Smartable", " ".join(m.values()))
+    assert m["API"] != "API"  # only generic words: a fresh name instead
+    assert _word_names(olds, random.Random(0), "here") == m

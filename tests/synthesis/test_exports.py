@@ -23,7 +23,13 @@ def test_sft_dpo_and_exports(sample_run: tuple[Path, dict]) -> None:
         assert set(call) == {"tool_name", "parameters"} and "\n" not in r["completion"][0]["content"]
         assert d["chosen"] == r["completion"] and d["prompt"] == r["prompt"]
         assert rej["tool_name"] != call["tool_name"] and provider_of(rej["tool_name"]) != provider_of(call["tool_name"])
-        assert parse_prompt(r["prompt"][0]["content"]).setting == r["setting"]
+        parsed = parse_prompt(r["prompt"][0]["content"])
+        assert parsed.setting == r["setting"]
+        # the decision case (harness.cases) each row carries, checked against what its history shows
+        shown = {provider_of(h.tool_name) for h in parsed.history}
+        assert d["case"] == r["case"] in ("absent", "visible", "switch", "avoid")
+        assert (provider_of(call["tool_name"]) in shown) == (r["case"] in ("visible", "switch"))
+        assert r["setting"] != "preferred" or r["case"] in ("absent", "visible")
     lf = json.loads((out / "llamafactory/dataset_sft/dataset_info.json").read_text())
     assert sorted(lf) == ["user_entries_sft_c", "user_entries_sft_p", "user_entries_sft_r"]
     rows = json.loads((out / "llamafactory/dataset_sft/user_entries_sft_p.json").read_text())
@@ -34,6 +40,7 @@ def test_sft_dpo_and_exports(sample_run: tuple[Path, dict]) -> None:
 
     dd = load_from_disk(str(out / "hf"))
     assert dd["sft"].num_rows == 36 and dd["dpo"].num_rows == 36 and dd["test"].num_rows == 6
+    assert dd["sft"]["case"] == [r["case"] for r in sft]
     assert m["files"] == file_hashes(out)  # the manifest hashes every file it ships
     assert m["counts"]["rejected_equals_chosen"] == 0
     users = [json.loads(x) for x in (out / "users.jsonl").read_text().splitlines()]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from petool_lib.core import SETTINGS, render_prompt, write_jsonl
+from petool_lib.harness.cases import decision_case
 from petool_lib.training import Profile, StageConfig, load_training_profile, stage_config
 
 BUDGET = 900  # tokens per row in these tests (short rows = fast tests)
@@ -26,11 +27,12 @@ def official_fixture_rows(entries: list[Any], n_entries: int = 12) -> tuple[list
             prompt = [{"role": "system", "content": e.prompts[s]}, {"role": "user", "content": e.query}]
             gt = json.dumps(e.ground_truth, ensure_ascii=False)
             sft.append({"prompt": prompt, "completion": [{"role": "assistant", "content": gt}],
-                        "setting": s, "entry_id": e.entry_id})
+                        "setting": s, "entry_id": e.entry_id, "case": decision_case(e, s)})
             others = sorted(set(e.group_names) - {e.ground_truth["tool_name"]})
             rejected = json.dumps(dict(e.ground_truth, tool_name=others[i % len(others)]), ensure_ascii=False)
             dpo.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": gt}],
-                        "rejected": [{"role": "assistant", "content": rejected}], "setting": s, "entry_id": e.entry_id})
+                        "rejected": [{"role": "assistant", "content": rejected}], "setting": s, "entry_id": e.entry_id,
+                        "case": decision_case(e, s)})
     return sft, dpo
 
 

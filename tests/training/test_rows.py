@@ -153,6 +153,27 @@ def test_prepare_rows_can_train_on_one_setting_only(data_dir: Path, tokenizer: A
         tiny_stage("sft", settings=("weekly",))
 
 
+def test_prepare_rows_can_train_on_some_decision_cases_only(data_dir: Path, tokenizer: Any) -> None:
+    """``cases``: only the rows whose history shows the answer (visible / switch); the others counted as filtered."""
+    rows = load_rows(data_dir, "sft")
+    wanted = [r for r in rows if r["case"] in ("visible", "switch")]
+    assert 0 < len(wanted) < len(rows)
+    cfg = tiny_stage("sft", token_budget=BUDGET, max_examples=1000, cases=("visible", "switch"))
+    out, stats = prepare_rows(rows, "sft", tokenizer, cfg)
+    assert stats.other_cases == len(rows) - len(wanted) and stats.considered == len(wanted)
+    assert stats.not_considered == 0 and stats.used + stats.too_long_skipped == len(wanted) and len(out) == stats.used
+    assert set(stats.by_case) <= {"visible", "switch"} and sum(stats.by_case.values()) == stats.used
+    assert set(stats.entry_ids) <= {r["entry_id"] for r in wanted}
+    _, all_stats = prepare_rows(rows, "sft", tokenizer, tiny_stage("sft", token_budget=BUDGET, max_examples=1000))
+    assert all_stats.other_cases == 0 and len(all_stats.by_case) > len(stats.by_case)
+    with pytest.raises(DataError, match=r"sft row \S+/preferred: no 'case' field"):
+        prepare_rows([{k: v for k, v in r.items() if k != "case"} for r in rows], "sft", tokenizer, cfg)
+    with pytest.raises(DataError, match=r"no row has a case in \['conflict'\]"):
+        prepare_rows(rows, "sft", tokenizer, tiny_stage("sft", cases=("conflict",)))
+    with pytest.raises(ValueError, match="cases must name some of"):
+        tiny_stage("sft", cases=("copy",))
+
+
 def test_prepare_rows_can_rename_the_providers_of_a_fraction_of_rows(data_dir: Path, tokenizer: Any) -> None:
     rows = load_rows(data_dir, "sft")
     base = tiny_stage("sft", token_budget=BUDGET, max_examples=12)
@@ -172,6 +193,14 @@ def test_prepare_rows_can_rename_the_providers_of_a_fraction_of_rows(data_dir: P
                                                            rename_providers=0.5))[0] == half
     with pytest.raises(ValueError, match="rename_providers must be a fraction"):
         tiny_stage("sft", rename_providers=1.5)
+    words, s3 = prepare_rows(rows, "sft", tokenizer, tiny_stage("sft", token_budget=BUDGET, max_examples=12,
+                                                                 rename_providers=1.0, rename_style="words"))
+    assert s3.renamed_rows == s3.used and words != every
+    for r in words:
+        name = json.loads(r["completion"][0]["content"])["tool_name"]
+        assert name not in originals and name in r["prompt"][0]["content"]
+    with pytest.raises(ValueError, match="rename_style must be one of"):
+        tiny_stage("sft", rename_style="letters")
 
 
 def test_prepare_rows_target_name_cuts_every_completion_after_the_tool_name(data_dir: Path, tokenizer: Any) -> None:
