@@ -107,6 +107,10 @@ def _word_names(olds: list[str], rng: random.Random, where: str) -> dict[str, st
     as a whole word), a name that cannot meet them (e.g. only generic words) getting a fresh name instead."""
     old_pattern = _word_pattern(olds)
     taken = {o.strip().casefold() for o in olds}
+
+    def clash(name: str) -> bool:
+        return name.strip().casefold() in taken or bool(old_pattern and old_pattern.search(name))
+
     words: dict[str, str] = {}  # casefolded old word -> new word (lower case)
     mapping: dict[str, str] = {}
     for old in olds:
@@ -114,18 +118,13 @@ def _word_names(olds: list[str], rng: random.Random, where: str) -> dict[str, st
         for w in _NAME_WORD.findall(old):
             key = w.casefold()
             if w.isascii() and w.isalpha() and len(w) >= 3 and key not in GENERIC_WORDS:
-                if key not in words:
-                    used = set(words.values())
-                    new_w = next(x for x in iter(lambda: (_syllables(rng) + rng.choice(_ENDINGS)).lower(), None)
-                                 if x not in used and x != key)
-                    words[key] = new_w
+                while key not in words:
+                    new_w = (_syllables(rng) + rng.choice(_ENDINGS)).lower()
+                    if new_w != key and new_w not in words.values():
+                        words[key] = new_w
                 w = _recase(words[key], w)
             parts.append(w)
         new = "".join(parts)
-
-        def clash(name: str) -> bool:
-            return name.strip().casefold() in taken or bool(old_pattern and old_pattern.search(name))
-
         for _ in range(10_000):
             if not clash(new):
                 break
@@ -291,6 +290,8 @@ def rename_row(row: dict[str, Any], seed: int, style: str = "name") -> dict[str,
     an assistant turn that is not a JSON call is kept as it is."""
     import json
 
+    if style not in RENAME_STYLES:
+        raise ValueError(f"style must be one of {RENAME_STYLES}, got {style!r}")
     setting = str(row.get("setting", ""))
     where = f"row of entry {row.get('entry_id')} ({setting})"
     sys_idx = next((i for i, m in enumerate(row["prompt"]) if m["role"] == "system"), None)
@@ -313,8 +314,6 @@ def rename_row(row: dict[str, Any], seed: int, style: str = "name") -> dict[str,
     olds |= {_tool_part(str(c.get("tool_name")), f"{where}: candidate") for c in parsed.candidates}
     olds |= {_tool_part(n, f"{where}: {k}") for k, n in calls.items()}
     key = f"{row.get('entry_id')}/{setting}"
-    if style not in RENAME_STYLES:
-        raise ValueError(f"style must be one of {RENAME_STYLES}, got {style!r}")
     names = _fresh_names if style == "name" else _word_names
     mapping = names(sorted(olds), random.Random(f"petool-train-names/{seed}/{key}"), where)
     r = _Renamer(mapping, seed, key)
