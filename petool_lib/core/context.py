@@ -15,6 +15,10 @@ Over budget, two context modes:
   kept (original order and ratings) and every description is cut to ``COMPACT_DESCRIPTION`` characters; then, if
   still over budget, the ``evidence`` procedure. Short, evidence-dense prompts: about a third of the official
   length, so a CPU trains on three times the rows per minute (the same mode must then be used at inference).
+- ``compact-late``: ``compact`` in another order (:attr:`~petool_lib.core.prompts.Prompt.history_last`): the
+  candidate list first, then the task text and the kept history (each item's rating before its call), then the
+  format text, so what decides the provider sits next to the query. An ordering rule: the same items, candidates
+  and texts as ``compact``; train and infer with the same mode.
 
 The task text, the candidate tools (names, parameter names, types, defaults), the output-format instructions and
 the query are never cut (the reference's right-side truncation at 4,000 tokens cut the query).
@@ -31,7 +35,8 @@ from typing import Any, Callable
 from .data import Entry, normalize_setting, provider_of, split_tool_name
 from .prompts import HistoryItem, Prompt, PromptError, parse_prompt, trim_history
 
-CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact")
+CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact", "compact-late")
+COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late")  # modes that rewrite every prompt, within budget or not
 COMPACT_DESCRIPTION = 80  # characters per description in ``compact`` mode
 _WORD = re.compile(r"[0-9a-z]+")
 ELLIPSIS = "..."
@@ -109,7 +114,7 @@ def build_chat_prompt(
     if tokenizer is None:
         return cp
     ids = template_ids(tokenizer, messages)
-    if context == "compact" or (max_prompt_tokens and len(ids) > max_prompt_tokens):
+    if context in COMPACT_MODES or (max_prompt_tokens and len(ids) > max_prompt_tokens):
         try:
             parsed = parse_prompt(system, setting)
         except PromptError as exc:
@@ -118,7 +123,7 @@ def build_chat_prompt(
         def count(text: str) -> int:
             return len(template_ids(tokenizer, make_messages(text, entry.query)))
 
-        if context in ("evidence", "compact"):
+        if context != "oldest":
             fitted, report = fit_prompt(parsed, entry.query, count, max_prompt_tokens, context, tokens=len(ids))
             cp.trimmed_items = report.dropped_items
             cp.extra["context"] = report.to_dict()
@@ -277,8 +282,8 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
     """
     if mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
-    if mode == "compact":
-        return _fit_compact(prompt, query, count, budget, floor)
+    if mode in COMPACT_MODES:
+        return _fit_compact(prompt, query, count, budget, floor, late=mode == "compact-late")
     ev = evidence_items(prompt)
     ev_set = set(ev)
     n = len(prompt.history)
@@ -319,15 +324,18 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
 
 
 def _fit_compact(prompt: Prompt, query: str, count: Callable[[str], int], budget: int | None,
-                 floor: int) -> tuple[Prompt, ContextReport]:
-    """``compact`` mode: :func:`compact_prompt`, then (over budget) the ``evidence`` procedure on the result."""
+                 floor: int, late: bool = False) -> tuple[Prompt, ContextReport]:
+    """``compact`` mode: :func:`compact_prompt`, then (over budget) the ``evidence`` procedure on the result.
+
+    ``late`` (``compact-late``): the same, with the history rendered after the candidate list (counted that way)."""
     n, n_ev = len(prompt.history), len(evidence_items(prompt))
     longest = _longest_description(prompt.candidates)
-    small = compact_prompt(prompt)
+    small = replace(compact_prompt(prompt), history_last=late)
     out, rep = fit_prompt(small, query, count, budget, "evidence", floor=min(floor, COMPACT_DESCRIPTION))
     limit = rep.description_limit
     if limit is None and longest > COMPACT_DESCRIPTION:
         limit = COMPACT_DESCRIPTION
-    report = ContextReport("compact", n, n_ev, rep.kept_items, rep.kept_evidence, description_limit=limit,
-                           tokens_before=count(prompt.render()), tokens_after=rep.tokens_after, fits=rep.fits)
+    report = ContextReport("compact-late" if late else "compact", n, n_ev, rep.kept_items, rep.kept_evidence,
+                           description_limit=limit, tokens_before=count(prompt.render()),
+                           tokens_after=rep.tokens_after, fits=rep.fits)
     return out, report

@@ -3,6 +3,12 @@
 Every official prompt is ``task_text + HISTORY_MARK + json(history) + TOOLS_MARK + json(candidates) + FORMAT_TEXT``
 where the JSON is ``json.dumps(..., ensure_ascii=False)`` with default separators. The renderer is what the
 synthesis pipeline uses, so synthesized prompts are byte-compatible with the official ones.
+
+A ``history_last`` prompt (the ``compact-late`` context mode) holds the same parts in another order, so that what
+decides the provider sits next to the query: the candidate list first, then the task text (which says how to read
+the history: ratings, chronological order) and the history, each item's ``rating`` before its call, then the format
+text: ``TOOLS_HEAD + json(candidates) + "\n" + task_text + HISTORY_MARK + json(history, rating first) +
+FORMAT_TEXT``. :func:`parse_prompt` reads both layouts and records which one it read.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from .data import HISTORY_MARK, NO_HISTORY, SETTINGS, TOOLS_MARK, normalize_setting
+
+TOOLS_HEAD = TOOLS_MARK.lstrip("\n")  # the tool-list heading without the blank line that separates it from the history
 
 _INTRO = (
     "\nYour task is to use a tool that not only meets real-time user instructions but also aligns with user "
@@ -54,10 +62,11 @@ class HistoryItem:
     def tool_name(self) -> str:
         return str(self.tool_call.get("tool_name", ""))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, rating_first: bool = False) -> dict[str, Any]:
+        """The official item layout (``rating`` last); ``rating_first``: the rating before the instruction."""
         out: dict[str, Any] = {"instruction": self.instruction, "tool_call": self.tool_call}
         if self.rating is not None:
-            out["rating"] = self.rating
+            out = {"rating": self.rating, **out} if rating_first else {**out, "rating": self.rating}
         return out
 
     @classmethod
@@ -77,6 +86,7 @@ class Prompt:
     task_text: str = ""
     format_text: str = FORMAT_TEXT
     extra: dict[str, Any] = field(default_factory=dict)
+    history_last: bool = False  # render the history after the candidate list (see the module docstring)
 
     def __post_init__(self) -> None:
         self.setting = normalize_setting(self.setting)
@@ -88,7 +98,8 @@ class Prompt:
         return [c["tool_name"] for c in self.candidates]
 
     def render(self) -> str:
-        return render_prompt(self.setting, self.history, self.candidates, self.task_text, self.format_text)
+        return render_prompt(self.setting, self.history, self.candidates, self.task_text, self.format_text,
+                             self.history_last)
 
 
 def dumps(obj: Any) -> str:
@@ -102,11 +113,20 @@ def render_prompt(
     candidates: list[dict[str, Any]],
     task_text: str | None = None,
     format_text: str = FORMAT_TEXT,
+    history_last: bool = False,
 ) -> str:
-    """Render a system prompt in the official layout."""
+    """Render a system prompt in the official layout (``history_last``: the module docstring's other layout)."""
     setting = normalize_setting(setting)
+    head = task_text or TASK_TEXT[setting]
+    if history_last:
+        items = [_rating_first(h.to_dict() if isinstance(h, HistoryItem) else h) for h in history]
+        return TOOLS_HEAD + dumps(candidates) + "\n" + head + HISTORY_MARK + dumps(items) + format_text
     items = [h.to_dict() if isinstance(h, HistoryItem) else h for h in history]
-    return (task_text or TASK_TEXT[setting]) + HISTORY_MARK + dumps(items) + TOOLS_MARK + dumps(candidates) + format_text
+    return head + HISTORY_MARK + dumps(items) + TOOLS_MARK + dumps(candidates) + format_text
+
+
+def _rating_first(item: dict[str, Any]) -> dict[str, Any]:
+    return {"rating": item["rating"], **{k: v for k, v in item.items() if k != "rating"}} if "rating" in item else item
 
 
 def detect_setting(text: str) -> str:
@@ -117,19 +137,42 @@ def detect_setting(text: str) -> str:
 
 
 def parse_prompt(text: str, setting: str | None = None) -> Prompt:
-    """Split a system prompt into task text, history items, candidate tools and output-format text."""
-    if text.count(HISTORY_MARK) != 1 or text.count(TOOLS_MARK) != 1:
+    """Split a system prompt into task text, history items, candidate tools and output-format text.
+
+    Reads the official layout and the ``history_last`` one (history after the candidate list).
+    """
+    if text.count(HISTORY_MARK) != 1 or text.count(TOOLS_HEAD) != 1:
         raise PromptError("prompt must contain exactly one history marker and one tool-list marker")
-    head, rest = text.split(HISTORY_MARK)
-    hist_txt, rest = rest.split(TOOLS_MARK)
-    try:
-        candidates, end = json.JSONDecoder().raw_decode(rest)
-    except json.JSONDecodeError as exc:
-        raise PromptError(f"candidate list is not valid JSON: {exc}") from exc
-    try:
-        history_raw = json.loads(hist_txt)
-    except json.JSONDecodeError as exc:
-        raise PromptError(f"interaction history is not valid JSON: {exc}") from exc
+    decoder = json.JSONDecoder()
+    history_last = text.index(TOOLS_HEAD) < text.index(HISTORY_MARK)
+    if history_last:
+        if not text.startswith(TOOLS_HEAD):
+            raise PromptError("a prompt with the tool list before the history must start with the tool list")
+        try:
+            candidates, end = decoder.raw_decode(text, len(TOOLS_HEAD))
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"candidate list is not valid JSON: {exc}") from exc
+        head, rest = text[end:].split(HISTORY_MARK)
+        if not head.startswith("\n"):
+            raise PromptError("the task text must follow the candidate list on a new line")
+        head = head[1:]
+        try:
+            history_raw, end = decoder.raw_decode(rest)
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"interaction history is not valid JSON: {exc}") from exc
+    else:
+        if text.count(TOOLS_MARK) != 1:
+            raise PromptError("prompt must contain exactly one history marker and one tool-list marker")
+        head, rest = text.split(HISTORY_MARK)
+        hist_txt, rest = rest.split(TOOLS_MARK)
+        try:
+            candidates, end = decoder.raw_decode(rest)
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"candidate list is not valid JSON: {exc}") from exc
+        try:
+            history_raw = json.loads(hist_txt)
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"interaction history is not valid JSON: {exc}") from exc
     if not isinstance(history_raw, list) or not isinstance(candidates, list):
         raise PromptError("history and candidates must be JSON lists")
     if setting is None:
@@ -142,6 +185,7 @@ def parse_prompt(text: str, setting: str | None = None) -> Prompt:
         candidates=candidates,
         task_text=head,
         format_text=rest[end:],
+        history_last=history_last,
     )
 
 

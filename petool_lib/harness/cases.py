@@ -20,6 +20,9 @@ training data should contain each case the test has (``synthesize`` reports this
 provider when it is shown (the later one in the chronological setting), otherwise exclude the providers shown as
 rated 0 or older and pick uniformly among the group's remaining candidates (expected accuracy, 1/k). It reproduces
 the project's planning figures (71.5 / 90.2 / 90.2% on the official test set).
+
+:func:`pick_kind` says what a prediction picked, seen from the history (``evaluate --by pick``): the answer, a group
+member the history shows (rated 0 / older: copied the wrong way), one it does not show, or another function.
 """
 
 from __future__ import annotations
@@ -74,6 +77,26 @@ def decision_case(entry: Entry, setting: str, items: list[tuple[str, int | None]
     if mine and others:
         return "switch"
     return "visible" if mine else "avoid"
+
+
+PICKS: tuple[str, ...] = ("answer", "shown provider", "unshown provider", "other function", "no tool")
+
+
+def pick_kind(entry: Entry, setting: str, tool_name: str | None,
+              items: list[tuple[str, int | None]] | None = None) -> str:
+    """What a predicted tool is, seen from the history (:data:`PICKS`): the ``answer``; another member of the
+    answer's functional group whose provider the history shows (``shown provider``: in rating-integrated and
+    chronological a provider rated 0 or used earlier — the history copied the wrong way); a group member the history
+    does not show (``unshown provider``); a tool of another function (``other function``, hallucinated names
+    included); ``no tool`` when the response held no tool name."""
+    if not tool_name:
+        return "no tool"
+    if tool_name == entry.ground_truth.get("tool_name"):
+        return "answer"
+    if tool_name not in set(entry.group_names):
+        return "other function"
+    items = group_history(entry, setting) if items is None else items
+    return "shown provider" if _provider(tool_name) in {p for p, _ in items} else "unshown provider"
 
 
 def history_choice(entry: Entry, setting: str,

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from ..core.io import JsonlError, read_jsonl_lines, write_jsonl
 from ..core.data import NO_HISTORY, DataError, Entry, load_test_set, normalize_setting, resolve_settings
-from .cases import decision_case
+from .cases import decision_case, pick_kind
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
 HISTORY_BINS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
@@ -182,7 +182,7 @@ def slices(scored: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[s
     return {s: {k: _summary(v) for k, v in sorted(g.items())} for s, g in groups.items()}
 
 
-SLICE_KEYS: tuple[str, ...] = ("case", "history_bin", "category", "group_size")
+SLICE_KEYS: tuple[str, ...] = ("case", "pick", "history_bin", "category", "group_size")
 
 
 def add_decision_cases(scored: list[dict[str, Any]], entries: list[Entry]) -> list[dict[str, Any]]:
@@ -193,6 +193,13 @@ def add_decision_cases(scored: list[dict[str, Any]], entries: list[Entry]) -> li
     return [dict(r, case="no history" if r["setting"] == NO_HISTORY else decision_case(by_id[r["entry_id"]],
                                                                                            r["setting"]))
             for r in scored]
+
+
+def add_picks(scored: list[dict[str, Any]], entries: list[Entry]) -> list[dict[str, Any]]:
+    """``scored`` with ``pick``: the :func:`harness.cases.pick_kind` of each prediction — the answer, a group member
+    whose provider the history shows (rated 0 / older), one it does not show, another function, or no tool."""
+    by_id = {e.entry_id: e for e in entries}
+    return [dict(r, pick=pick_kind(by_id[r["entry_id"]], r["setting"], r["predicted_tool"])) for r in scored]
 
 
 def evaluate_rows(
@@ -233,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ap.add_argument("--by", default=None, choices=SLICE_KEYS,
                     help="also accuracy per slice and setting: case (what the history shows: absent / visible / "
-                         "switch / avoid), history_bin, category or group_size")
+                         "switch / avoid), pick (what was picked: the answer, a group member the history shows, "
+                         "one it does not show, another function), history_bin, category or group_size")
     args = ap.parse_args(argv)
     try:
         entries = load_test_set(args.test)
@@ -243,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(scored)
         if args.by == "case":
             scored = add_decision_cases(scored, entries)
+        elif args.by == "pick":
+            scored = add_picks(scored, entries)
         by = slices(scored, args.by) if args.by else None
     except (DataError, OSError, ValueError) as exc:  # bad input (file and line named), unreadable file
         print(f"error: {exc}", file=sys.stderr)

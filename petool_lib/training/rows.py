@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.data import DataError, name_text
-from ..core.context import fit_prompt
+from ..core.context import COMPACT_MODES, fit_prompt
 from ..core.prompts import PromptError, parse_prompt
 from ..harness.probes import rename_row
 from .config import STAGES, StageConfig
@@ -164,7 +164,7 @@ def fit_row(row: dict[str, Any], stage: str, tokenizer: Any, budget: int | None,
         return max(count_tokens(tokenizer, msgs + c) for c in completions)
 
     n = n_tokens(None)
-    if context != "compact" and (budget is None or n <= budget):
+    if context not in COMPACT_MODES and (budget is None or n <= budget):
         return FitResult(row=row, tokens=n)
     if sys_idx is None:
         return FitResult(row=row, tokens=n, fits=False, parsed=False)

@@ -216,6 +216,27 @@ def test_compact_mode_keeps_only_evidence_and_short_descriptions(official, setti
     assert len(tight.render()) <= small and rep2.fits and rep2.kept_items <= len(ev)
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_compact_late_is_compact_with_the_history_after_the_candidates(official, setting):
+    from dataclasses import replace
+
+    from petool_lib.core.data import HISTORY_MARK
+    from petool_lib.core.prompts import TOOLS_HEAD
+
+    e, p = _entry_with_evidence(official, setting, min_items=1)
+    early, rep = fit_prompt(p, e.query, chars, None, "compact")
+    late, rep_late = fit_prompt(p, e.query, chars, None, "compact-late")
+    assert late.history_last and not early.history_last
+    assert replace(late, history_last=False).render() == early.render()  # same items, candidates and texts
+    text = late.render()
+    assert text.startswith(TOOLS_HEAD) and text.index(HISTORY_MARK) > text.index(late.candidates[-1]["tool_name"])
+    assert rep_late.mode == "compact-late" and rep_late.kept_items == rep.kept_items
+    # over budget, the same evidence procedure (the layout moves bytes, it adds none)
+    small = len(early.render()) - 1
+    tight, rep2 = fit_prompt(p, e.query, chars, small, "compact-late")
+    assert tight.history_last and len(tight.render()) <= small and rep2.fits
+
+
 def test_build_chat_prompt_compact_mode_applies_within_budget(official):
     from transformers import AutoTokenizer
 
@@ -229,3 +250,7 @@ def test_build_chat_prompt_compact_mode_applies_within_budget(official):
     assert cp.prompt_tokens < full.prompt_tokens and not cp.over_budget
     assert cp.extra["context"]["mode"] == "compact"
     assert cp.extra["context"]["kept_items"] == len(evidence_items(p))
+    late = build_chat_prompt(e, "ratings", tok, None, context="compact-late")
+    assert late.extra["context"]["mode"] == "compact-late"
+    assert abs(late.prompt_tokens - cp.prompt_tokens) <= 10  # the same text, reordered
+    assert parse_prompt(late.messages[0]["content"], "ratings").history_last

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from petool_lib.core.data import SETTINGS
@@ -17,6 +19,29 @@ def test_every_official_prompt_renders_byte_for_byte(official):
             assert render_prompt(s, p.history, p.candidates) == e.prompts[s]
             n += 1
     assert n == 3000
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_history_last_layout_round_trips(official, setting):
+    from dataclasses import replace
+
+    from petool_lib.core.data import HISTORY_MARK
+    from petool_lib.core.prompts import TOOLS_HEAD
+
+    for e in official[:50]:
+        p = parse_prompt(e.prompts[setting], setting)
+        late = replace(p, history_last=True)
+        text = late.render()
+        assert text.startswith(TOOLS_HEAD) and text.endswith(FORMAT_TEXT)
+        assert text.index(p.task_text + HISTORY_MARK) > text.index(json.dumps(p.candidates, ensure_ascii=False))
+        assert len(text) == len(e.prompts[setting]) - 1  # the same bytes, moved (one line break fewer)
+        if setting == "ratings":  # each item's rating comes before its call
+            assert all(list(json.loads(json.dumps(h.to_dict(rating_first=True))))[0] == "rating" for h in p.history)
+            assert text.count('{"rating": ') == len(p.history)
+        back = parse_prompt(text, setting)
+        assert back.history_last and back.render() == text
+        assert (back.history, back.candidates, back.task_text) == (p.history, p.candidates, p.task_text)
+        assert replace(back, history_last=False).render() == e.prompts[setting]
 
 
 def test_history_parts(official):
@@ -48,3 +73,12 @@ def test_bad_prompt():
     with pytest.raises(PromptError, match="history"):
         parse_prompt(TASK_TEXT["preferred"] + "Interaction history is:\n[{]" +
                      "\n\nAvailable tools you can call with input parameters are listed here:\n[]" + FORMAT_TEXT)
+    tools = "Available tools you can call with input parameters are listed here:\n"
+    with pytest.raises(PromptError, match="history"):  # the history-last layout, broken the same way
+        parse_prompt(tools + "[]\n" + TASK_TEXT["preferred"] + "Interaction history is:\n[{]" + FORMAT_TEXT)
+    with pytest.raises(PromptError, match="candidate"):
+        parse_prompt(tools + "[{]\n" + TASK_TEXT["preferred"] + "Interaction history is:\n[]" + FORMAT_TEXT)
+    with pytest.raises(PromptError, match="start with the tool list"):
+        parse_prompt(TASK_TEXT["preferred"] + tools + "[]\nInteraction history is:\n[]" + FORMAT_TEXT)
+    with pytest.raises(PromptError, match="new line"):
+        parse_prompt(tools + "[]" + TASK_TEXT["preferred"].lstrip("\n") + "Interaction history is:\n[]" + FORMAT_TEXT)

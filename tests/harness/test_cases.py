@@ -7,7 +7,8 @@ import pytest
 
 from petool_lib.core.data import Entry
 from petool_lib.core.prompts import render_prompt
-from petool_lib.harness.cases import decision_case, decision_cases, history_choice, history_oracle
+from petool_lib.harness.cases import (PICKS, decision_case, decision_cases, history_choice, history_oracle,
+                                     pick_kind)
 
 A, B, C = "<Data>.<Alpha>.<get_x>", "<Data>.<Beta>.<get_x>", "<Data>.<Gamma>.<get_x>"
 OTHER = "<Music>.<Delta>.<play>"
@@ -66,3 +67,17 @@ def test_official_cases_and_ceilings(official):
     for s in ("ratings", "chronological"):
         assert out[s]["counts"] == {"absent": 0, "visible": 0, "switch": 415, "avoid": 585, "conflict": 0}
     assert [round(100 * out[s]["oracle"], 1) for s in ("preferred", "ratings", "chronological")] == [71.5, 90.2, 90.2]
+
+
+def test_pick_kind_says_what_was_picked_seen_from_the_history():
+    e = make_entry(pref=[_item(OTHER)], ratings=[_item(B, 0), _item(OTHER, 1)], chrono=[_item(B), _item(OTHER)],
+                   group=(A, B, C))
+    assert pick_kind(e, "ratings", A) == "answer"
+    assert pick_kind(e, "ratings", B) == "shown provider"  # rated 0 in the history, copied anyway
+    assert pick_kind(e, "chronological", B) == "shown provider"
+    assert pick_kind(e, "preferred", B) == "unshown provider"  # preferred-only shows no group member here
+    assert pick_kind(e, "ratings", C) == "unshown provider"
+    assert pick_kind(e, "ratings", OTHER) == "other function"
+    assert pick_kind(e, "ratings", "<Made>.<Up>.<name>") == "other function"
+    assert pick_kind(e, "ratings", None) == pick_kind(e, "ratings", "") == "no tool"
+    assert set(PICKS) == {"answer", "shown provider", "unshown provider", "other function", "no tool"}

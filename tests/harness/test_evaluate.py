@@ -89,6 +89,35 @@ def test_no_history_rows_are_scored_not_dropped(official):
                                                                                    "chronological"]
 
 
+def test_cli_by_pick(official, official_path, tmp_path, capsys):
+    """``--by pick``: a wrong provider of the right function is told apart from a wrong function; every entry is
+    counted (a missing row is ``no tool``)."""
+    from petool_lib.core.data import provider_of
+    from petool_lib.harness.cases import group_history
+
+    rows = _perfect(official[1:40], ("ratings",))  # official[0]: missing
+    shown = unshown = None
+    for r, e in zip(rows, official[1:40]):
+        others = [n for n in e.group_names if n != e.ground_truth["tool_name"]]
+        seen = {p for p, _ in group_history(e, "ratings")}
+        if shown is None and any(provider_of(n) in seen for n in others):
+            shown = e.entry_id
+            r["response"] = json.dumps({"tool_name": next(n for n in others if provider_of(n) in seen),
+                                        "parameters": {}})
+        elif unshown is None and any(provider_of(n) not in seen for n in others):
+            unshown = e.entry_id
+            r["response"] = json.dumps({"tool_name": next(n for n in others if provider_of(n) not in seen),
+                                        "parameters": {}})
+    assert shown is not None and unshown is not None
+    rows[-1]["response"] = json.dumps({"tool_name": "<Made>.<Up>.<tool>", "parameters": {}})
+    p = write_predictions(tmp_path / "p.jsonl", rows)
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--by", "pick", "--json"]) == 0
+    picks = json.loads(capsys.readouterr().out)["by_pick"]["ratings"]
+    n = {k: v["n"] for k, v in picks.items()}
+    assert n == {"answer": 36, "shown provider": 1, "unshown provider": 1, "other function": 1, "no tool": 961}
+    assert picks["answer"]["tool_correct"] == n["answer"] and picks["shown provider"]["tool_correct"] == 0
+
+
 def test_cli_by_decision_case(official, official_path, tmp_path, capsys):
     """``--by case``: accuracy per decision case; on the official test set rating-integrated is 415 ``switch`` /
     585 ``avoid`` entries (harness.cases), and a prediction missing from a case counts as wrong there."""
