@@ -119,7 +119,7 @@ def render_prompt(
     setting = normalize_setting(setting)
     head = task_text or TASK_TEXT[setting]
     if history_last:
-        items = [_rating_first(h.to_dict() if isinstance(h, HistoryItem) else h) for h in history]
+        items = [h.to_dict(rating_first=True) if isinstance(h, HistoryItem) else _rating_first(h) for h in history]
         return TOOLS_HEAD + dumps(candidates) + "\n" + head + HISTORY_MARK + dumps(items) + format_text
     items = [h.to_dict() if isinstance(h, HistoryItem) else h for h in history]
     return head + HISTORY_MARK + dumps(items) + TOOLS_MARK + dumps(candidates) + format_text
