@@ -93,6 +93,7 @@ def test_tiny_chain_runs_every_notebook(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert "official" in metrics["evaluation"]
     assert list((tiny_run / "figures").glob("*.png"))
+    assert (tiny_run / "figures" / "06_models_picks_official.png").is_file()  # 06's pick view ran
 
 
 def test_sft_notebook_starts_from_a_fresh_runtime(tmp_path, official_path):

@@ -58,6 +58,7 @@ from .analysis import (  # noqa: F401
     evidence_kept,
     with_evidence_kept,
     slices_by_method,
+    pick_counts,
     worst_examples,
 )
 from .cases import (  # noqa: F401
@@ -122,6 +123,7 @@ __all__ = [
     "evidence_kept",
     "with_evidence_kept",
     "slices_by_method",
+    "pick_counts",
     "worst_examples",
     "provider_mapping",
     "rename_providers",

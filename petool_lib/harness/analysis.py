@@ -12,7 +12,8 @@ from ..core.context import evidence_items
 from ..core.data import Entry
 from ..core.io import read_jsonl
 from ..core.prompts import parse_prompt
-from .evaluate import load_predictions, score_rows, slices
+from .cases import PICKS
+from .evaluate import add_picks, load_predictions, score_rows, slices
 
 SEVERITY = {"missing": 0, "invalid_format": 1, "tool_hallucination": 2, "functionality_mismatch": 3,
             "preference_mismatch": 4, "param_name_mismatch": 5, "param_value_mismatch": 6, "correct": 7}
@@ -90,6 +91,20 @@ def with_evidence_kept(scored: list[dict[str, Any]], path: str | Path, entries: 
     emap = {e.entry_id: e for e in entries}
     return [{**rec, "evidence_kept": evidence_kept(rows.get((rec["entry_id"], rec["setting"])),
                                                    emap[rec["entry_id"]], rec["setting"])} for rec in scored]
+
+
+def pick_counts(scored: dict[str, list[dict[str, Any]]], entries: list[Entry]
+                ) -> dict[str, dict[str, dict[str, int]]]:
+    """``{method: {setting: {pick: count}}}``: what each method's predictions picked, seen from the history
+    (:data:`harness.cases.PICKS`, zeros included, in that order). ``scored`` are records of ``entries`` (e.g. from
+    :func:`score_files`); a missing row counts as ``no tool``, so the counts of a setting add up to its records."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for name, recs in scored.items():
+        by_setting: dict[str, dict[str, int]] = {}
+        for r in add_picks(recs, entries):
+            by_setting.setdefault(r["setting"], dict.fromkeys(PICKS, 0))[r["pick"]] += 1
+        out[name] = by_setting
+    return out
 
 
 def slices_by_method(scored: dict[str, list[dict[str, Any]]], key: str) -> dict[str, dict[str, dict[str, Any]]]:

@@ -18,6 +18,7 @@ from .report import (  # noqa: F401
 )
 from .plots import (  # noqa: F401
     taxonomy_bars,
+    pick_bars,
     slice_lines,
     slice_series,
     category_heatmap,
@@ -57,6 +58,7 @@ __all__ = [
     "readme_block",
     "update_readme",
     "taxonomy_bars",
+    "pick_bars",
     "slice_lines",
     "slice_series",
     "category_heatmap",

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from ..core.data import SETTINGS
 from ..core.figures import save_figure
+from ..harness.cases import PICKS
 from ..harness.scoring import ERROR_CATEGORIES
 
 _COLORS = {
@@ -16,19 +17,21 @@ _COLORS = {
     "preference_mismatch": "#ff7f0e", "functionality_mismatch": "#d62728", "tool_hallucination": "#9467bd",
     "invalid_format": "#7f7f7f", "missing": "#000000",
 }
+_PICK_COLORS = {"answer": "#2ca02c", "shown provider": "#ff7f0e", "unshown provider": "#ffbb78",
+                "other function": "#d62728", "no tool": "#7f7f7f"}
 
 
-def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Stacked bars of the error taxonomy: one panel per setting, one bar per method (``summaries[name][setting]``)."""
-    names = list(summaries)
-    cats = [*ERROR_CATEGORIES[::-1], "missing"]
+def _stacked_bars(shares: dict[str, dict[str, dict[str, float]]], parts: list[str], colors: dict[str, str],
+                  path: str | Path, title: str) -> Path:
+    """Stacked horizontal bars: one panel per setting, one bar per method, ``shares[name][setting][part]`` (a
+    fraction of the setting's entries) stacked in the order of ``parts``."""
+    names = list(shares)
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS), 0.5 * len(names) + 2.2), sharey=True)
     for ax, s in zip(axes, SETTINGS):
         left = [0.0] * len(names)
-        for c in cats:
-            vals = [summaries[n].get(s, {}).get("errors", {}).get(c, 0) / max(summaries[n].get(s, {}).get("n", 0), 1)
-                    for n in names]
-            ax.barh(names, vals, left=left, color=_COLORS[c], label=c)
+        for part in parts:
+            vals = [shares[n].get(s, {}).get(part, 0.0) for n in names]
+            ax.barh(names, vals, left=left, color=colors[part], label=part)
             left = [a + b for a, b in zip(left, vals)]
         ax.set_title(s)
         ax.set_xlim(0, 1)
@@ -37,6 +40,23 @@ def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title:
     axes[-1].legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def taxonomy_bars(summaries: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Stacked bars of the error taxonomy: one panel per setting, one bar per method (``summaries[name][setting]``)."""
+    cats = [*ERROR_CATEGORIES[::-1], "missing"]
+    shares = {n: {s: {c: d.get("errors", {}).get(c, 0) / max(d.get("n", 0), 1) for c in cats} for s, d in sm.items()}
+              for n, sm in summaries.items()}
+    return _stacked_bars(shares, cats, _COLORS, path, title)
+
+
+def pick_bars(counts: dict[str, dict[str, dict[str, int]]], path: str | Path, title: str = "") -> Path:
+    """Stacked bars of what each method picked, seen from the history (``counts[name][setting][pick]``, from
+    :func:`harness.analysis.pick_counts`): the answer, the group provider the history shows (rated 0 / older: the
+    copy that goes the wrong way), one it does not show, another function, no tool."""
+    shares = {n: {s: {p: k / max(sum(c.values()), 1) for p, k in c.items()} for s, c in by.items()}
+              for n, by in counts.items()}
+    return _stacked_bars(shares, list(PICKS), _PICK_COLORS, path, title)
 
 
 def slice_series(slices_by_name: dict[str, dict[str, dict[str, Any]]], setting: str, metric: str = "tool_acc"

@@ -63,3 +63,28 @@ def test_evidence_kept_bins(official, tmp_path):
     p = write_jsonl(tmp_path / "p.jsonl", rows)
     recs = with_evidence_kept(score_rows([e], rows, ["ratings", "preferred"]), p, [e])
     assert [r["evidence_kept"] for r in recs] == ["2", evidence_kept(None, e, "preferred")]
+
+
+def test_pick_counts_and_their_figure(tmp_path):
+    from petool_lib.harness.analysis import pick_counts
+    from petool_lib.harness.cases import PICKS
+    from petool_lib.harness.evaluate import score_rows
+    from petool_lib.reporting.plots import pick_bars
+    from tests.harness.test_cases import A, B, C, OTHER, _item, make_entry
+
+    e = make_entry(pref=[_item(OTHER)], ratings=[_item(B, 0), _item(OTHER, 1)], chrono=[_item(B), _item(OTHER)],
+                   group=(A, B, C))
+
+    def row(setting, name):
+        return {"entry_id": e.entry_id, "setting": setting,
+                "response": json.dumps({"tool_name": name, "parameters": {}})}
+
+    rows = [row("ratings", B), row("chronological", A)]  # preferred-only: no row (missing)
+    counts = pick_counts({"m": score_rows([e], rows), "n": score_rows([e], [row("ratings", OTHER)])}, [e])
+    zero = dict.fromkeys(PICKS, 0)
+    assert counts["m"] == {"preferred": {**zero, "no tool": 1}, "ratings": {**zero, "shown provider": 1},
+                           "chronological": {**zero, "answer": 1}}
+    assert list(counts["m"]["ratings"]) == list(PICKS)
+    assert counts["n"]["ratings"] == {**zero, "other function": 1} and counts["n"]["preferred"]["no tool"] == 1
+    png = pick_bars(counts, tmp_path / "picks.png", "picks")
+    assert png.suffix == ".png" and png.stat().st_size > 1000
