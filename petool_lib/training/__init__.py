@@ -12,10 +12,11 @@ imported before them: call :func:`prepare_backend` first). Typical use (what not
                     backend=backend)
 
 Modules: ``config`` (profiles from YAML, TRL/PEFT/Unsloth translation), ``backend`` (hf / unsloth, device,
-loaders), ``rows`` (loading and fitting rows), ``runner`` (the steps both stages share), ``sft``, ``dpo``,
-``checkpoints`` (resume, outputs), ``results`` (StageResult, metrics summary), ``monitor`` (tokens/s, memory),
-``logps`` (reference check, preference margins), ``inspect`` (notebook helpers), ``unsloth`` (GPU path),
-``trl_compat`` (CPU stand-in for TRL's Triton kernel), ``colab`` (Colab set-up), ``cli``.
+loaders), ``rows`` (loading and fitting rows), ``contrast`` (contrast rows: the history's evidence flipped),
+``runner`` (the steps both stages share), ``sft``, ``dpo``, ``checkpoints`` (resume, outputs), ``results``
+(StageResult, metrics summary), ``monitor`` (tokens/s, memory), ``logps`` (reference check, preference margins),
+``inspect`` (notebook helpers), ``unsloth`` (GPU path), ``trl_compat`` (CPU stand-in for TRL's Triton kernel),
+``colab`` (Colab set-up), ``cli``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                 "prepare_backend", "training_device", "bf16_supported", "load_tokenizer", "load_base_model"),
     "rows": ("STAGE_FILES", "STAGE_COLUMNS", "validate_row", "load_rows", "official_rows", "count_tokens",
              "FitResult", "fit_row", "PrepStats", "balanced_order", "prepare_rows"),
+    "contrast": ("FLIPPABLE_SETTINGS", "flip_row", "rejected_turns", "row_key"),
     "monitor": ("ResourceMonitor",),
     "logps": ("completion_logps", "reference_check", "sequence_logps", "preference_margins"),
     "inspect": ("sample_rows", "generate", "compare_samples", "free_memory", "plot_log_history"),

@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-resume", action="store_true",
                        help="ignore checkpoints of an interrupted run (by default a rerun resumes from the newest "
                             "complete checkpoint of the same config and data; incomplete ones are skipped)")
-        s.add_argument("--keep-checkpoints", action="store_true")
+        s.add_argument("--keep-checkpoints", action="store_true",
+                       help="keep every checkpoint in OUT/STAGE/checkpoints (by default only the newest is kept "
+                            "while training, and it is removed once the stage has written its adapter)")
         s.add_argument("--report-to", default=None, metavar="|".join(REPORT_TO),
                        help="send the training logs to these trackers (comma list; overrides the profile's "
                             "report_to, default none); tensorboard logs go to OUT/STAGE/tensorboard")

@@ -147,6 +147,11 @@ class StageConfig:
     # provider; ``words``, each distinctive word replaced consistently, so versions of one service (``Spotify``,
     # ``Spotify_v3``) stay near-duplicates as in PEToolBench
     rename_style: str = "name"
+    # fraction of the used rows each followed by its contrast row (training.contrast.flip_row: the same row with the
+    # ratings / the order of the answer's and the rejected provider's history items flipped, and the rejected call
+    # as the answer), so that only the rating / the order tells the two apart; the contrast rows come on top of
+    # max_examples (counted in the stats); SFT takes the rejected calls from dpo.jsonl next to sft.jsonl; 0 = none
+    contrast_rows: float = 0.0
     # what the loss is on: the whole call (``call``, the paper's) or only its tool name (``name``: every completion
     # cut after ``{"tool_name": "NAME"``, so the gradient is all on the choice of tool; an ablation for the rank mode,
     # which reads the model only for the name and generates the parameters under the grammar)
@@ -182,6 +187,8 @@ class StageConfig:
             raise ValueError(f"context must be one of {CONTEXT_MODES}, got {self.context!r}")
         if not 0.0 <= float(self.rename_providers) <= 1.0:
             raise ValueError(f"rename_providers must be a fraction in [0, 1], got {self.rename_providers!r}")
+        if not 0.0 <= float(self.contrast_rows) <= 1.0:
+            raise ValueError(f"contrast_rows must be a fraction in [0, 1], got {self.contrast_rows!r}")
         if self.rename_style not in RENAME_STYLES:
             raise ValueError(f"rename_style must be one of {RENAME_STYLES}, got {self.rename_style!r}")
         if self.target not in TARGETS:

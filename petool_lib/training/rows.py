@@ -20,6 +20,7 @@ from ..core.data import DataError, name_text
 from ..core.context import COMPACT_MODES, fit_prompt
 from ..core.prompts import PromptError, parse_prompt
 from ..harness.probes import rename_row
+from .contrast import flip_row, row_key
 from .config import STAGES, StageConfig
 
 STAGE_FILES: dict[str, str] = {"sft": "sft.jsonl", "dpo": "dpo.jsonl"}
@@ -192,7 +193,7 @@ class PrepStats:
     too_long_policy: str
     max_examples: int | None
     considered: int = 0  # rows looked at, in the balanced order, until ``max_examples`` were usable
-    used: int = 0  # rows handed to the trainer
+    used: int = 0  # rows handed to the trainer (contrast rows included)
     trimmed_rows: int = 0  # used rows that lost history items ...
     history_items_dropped: int = 0  # ... and how many in all
     evidence_items: int = 0  # evidence items in the used rows' prompts (rows that had to be fitted) ...
@@ -204,6 +205,8 @@ class PrepStats:
     too_long_kept: int = 0  # ... or kept whole (policy "keep")
     unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
     renamed_rows: int = 0  # used rows whose providers were renamed (``rename_providers``)
+    contrast_rows: int = 0  # used rows that are contrast rows (``contrast_rows``; on top of max_examples) ...
+    contrast_skipped: int = 0  # ... and drawn rows that have none (training.contrast.flip_row returned None)
     tokens_total: int = 0  # over the used rows
     tokens_max: int = 0
     by_setting: dict[str, int] = field(default_factory=dict)
@@ -261,14 +264,25 @@ def _draw(seed: int, row: dict[str, Any], index: int) -> float:
     return random.Random(f"petool-rename-row/{seed}/{row.get('entry_id', index)}/{row.get('setting', '')}").random()
 
 
+def _contrast_draw(seed: int, row: dict[str, Any], index: int) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the row (whether ``contrast_rows`` adds its contrast row)."""
+    return random.Random(f"petool-contrast-row/{seed}/{row.get('entry_id', index)}/{row.get('setting', '')}").random()
+
+
 def prepare_rows(
-    rows: Sequence[dict[str, Any]], stage: str, tokenizer: Any, cfg: StageConfig, seed: int = 0
+    rows: Sequence[dict[str, Any]], stage: str, tokenizer: Any, cfg: StageConfig, seed: int = 0,
+    rejected: dict[tuple[str, str], list[dict[str, str]]] | None = None,
 ) -> tuple[list[dict[str, Any]], PrepStats]:
     """Fit rows to ``cfg.token_budget`` (context builder), apply the too-long policy, cap at ``cfg.max_examples``.
 
     Rows are taken in a seeded, setting-balanced order until ``max_examples`` usable rows are found. Returned rows
-    keep only the trainer's columns; skipped rows are counted, never silently lost.
+    keep only the trainer's columns; skipped rows are counted, never silently lost. With ``cfg.contrast_rows`` a
+    drawn row is followed by its contrast row (:func:`~petool_lib.training.contrast.flip_row`, renamed with the
+    same names when the row is), fitted the same way; SFT rows find their rejected call in ``rejected``
+    (:func:`~petool_lib.training.contrast.rejected_turns` of the DPO rows), which is then required.
     """
+    if cfg.contrast_rows > 0 and stage == "sft" and rejected is None:
+        raise DataError("sft: contrast_rows needs the rejected calls of the DPO rows (dpo.jsonl next to sft.jsonl)")
     from tqdm.auto import tqdm
 
     stats = PrepStats(stage=stage, source_rows=len(rows), token_budget=cfg.token_budget,
@@ -295,32 +309,52 @@ def prepare_rows(
                             f"{sorted({str(r['case']) for r in rows})})")
         rows = kept
     out: list[dict[str, Any]] = []
-    cols = STAGE_COLUMNS[stage]
     target = min(len(rows), cfg.max_examples) if cfg.max_examples else len(rows)
     with tqdm(total=target, desc=f"{stage}: fitting rows to {cfg.token_budget or 'any'} tokens", leave=False) as bar:
         for i in balanced_order(rows, seed):
-            if cfg.max_examples is not None and len(out) >= cfg.max_examples:
+            if cfg.max_examples is not None and len(out) - stats.contrast_rows >= cfg.max_examples:
                 break
             row = rows[i]
             stats.considered += 1
+            source = row
             renamed = cfg.rename_providers > 0 and _draw(seed, row, i) < cfg.rename_providers
             if renamed:
                 row = rename_row(row, seed, cfg.rename_style)
-            res = fit_row(row, stage, tokenizer, cfg.token_budget, cfg.context)
-            if not res.parsed:
-                stats.unparsed_prompts += 1
-            if not res.fits:
-                if cfg.too_long == "skip":
-                    stats.too_long_skipped += 1
-                    continue
-                stats.too_long_kept += 1
-            kept = {k: res.row[k] for k in cols}
-            if cfg.target == "name":
-                where = f"{stage} row {row.get('entry_id', i)}/{row.get('setting', '')}"
-                for k in cols[1:]:
-                    kept[k] = name_only(kept[k], where)
+            kept = _fit(row, i, stage, tokenizer, cfg, stats)
+            if kept is None:
+                continue
             out.append(kept)
-            stats.add(row, res)
             stats.renamed_rows += renamed
             bar.update(1)
+            if cfg.contrast_rows > 0 and _contrast_draw(seed, source, i) < cfg.contrast_rows:
+                flipped = flip_row(source, None if rejected is None else rejected.get(row_key(source)))
+                if flipped is None:
+                    stats.contrast_skipped += 1
+                    continue
+                if renamed:  # the same names and candidate order as its source row: a minimal pair
+                    flipped = rename_row(flipped, seed, cfg.rename_style)
+                kept = _fit(flipped, i, stage, tokenizer, cfg, stats, contrast=True)
+                if kept is not None:
+                    out.append(kept)
     return out, stats
+
+
+def _fit(row: dict[str, Any], i: int, stage: str, tokenizer: Any, cfg: StageConfig, stats: PrepStats,
+         contrast: bool = False) -> dict[str, Any] | None:
+    """One row fitted and cut to the trainer's columns, counted in ``stats``; None when it is skipped (too long)."""
+    res = fit_row(row, stage, tokenizer, cfg.token_budget, cfg.context)
+    if not res.parsed:
+        stats.unparsed_prompts += 1
+    if not res.fits:
+        if cfg.too_long == "skip":
+            stats.too_long_skipped += 1
+            return None
+        stats.too_long_kept += 1
+    kept = {k: res.row[k] for k in STAGE_COLUMNS[stage]}
+    if cfg.target == "name":
+        where = f"{stage} row {row.get('entry_id', i)}/{row.get('setting', '')}"
+        for k in STAGE_COLUMNS[stage][1:]:
+            kept[k] = name_only(kept[k], where)
+    stats.add(row, res)
+    stats.contrast_rows += contrast
+    return kept

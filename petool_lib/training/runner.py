@@ -20,6 +20,7 @@ from ..core.data import DataError
 from .backend import bf16_supported, load_tokenizer, prepare_backend, training_device
 from .checkpoints import CHECKPOINTS, remove_checkpoints, resume_point, run_fingerprint, write_stage_outputs
 from .config import Profile, StageConfig, check_report_to, to_dict
+from .contrast import rejected_turns
 from .distributed import init_distributed, main_first, on_main
 from .monitor import ResourceMonitor
 from .results import StageResult
@@ -71,6 +72,18 @@ class StageRunner:
         """(TRL trainer class, its config built from ``args``, extra trainer kwargs)."""
         raise NotImplementedError
 
+    def rejected_calls(self) -> dict[tuple[str, str], list[dict[str, str]]] | None:
+        """SFT with ``contrast_rows``: the rejected calls of the DPO rows next to the SFT data (``dpo.jsonl`` in the
+        data directory or beside the given JSONL file, or the DatasetDict's ``dpo`` split); None otherwise."""
+        if self.stage != "sft" or self.cfg.contrast_rows <= 0:
+            return None
+        path = Path(self.data)
+        try:
+            dpo = load_rows(path.parent if path.is_file() else path, "dpo")
+        except DataError as exc:
+            raise DataError(f"sft: contrast_rows takes the rejected calls from the DPO rows: {exc}") from exc
+        return rejected_turns(dpo)
+
     def before_training(self, trainer: Any) -> dict[str, Any]:
         """Checks on the built trainer; returns metrics to record."""
         return {}
@@ -109,7 +122,8 @@ class StageRunner:
         lm_head_fallback = ensure_fused_lm_head(self.device)  # from the device, not from whether Triton imports
         self.base_path = main_first(lambda: resolve_model(self.model))  # ``tiny``/``smollm2`` caches built once
         policy, tok = self.load_unsloth() if self.backend == "unsloth" else (None, self.load_tokenizer())
-        rows, prep = prepare_rows(load_rows(self.data, self.stage), self.stage, tok, self.cfg, self.seed)
+        rows, prep = prepare_rows(load_rows(self.data, self.stage), self.stage, tok, self.cfg, self.seed,
+                                  rejected=self.rejected_calls())
         if not rows:
             raise DataError(f"{self.data}: no {self.stage.upper()} row fits {self.cfg.token_budget} tokens "
                             f"({prep.to_dict()})")
@@ -123,6 +137,8 @@ class StageRunner:
         trainer_cls, args, extra_kwargs = self.trainer_parts(dict(
             output_dir=str(self.out / CHECKPOINTS), seed=self.seed, device=self.device,
             bf16_supported=bf16_supported(self.device), report_to=self.profile.report_to))
+        if self.keep_checkpoints:  # every checkpoint stays (the profiles rotate to the newest one)
+            args.save_total_limit = None
         trainer = trainer_cls(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                               callbacks=[monitor.callback(), *self.callbacks], **extra_kwargs)
         self._place_tracker_logs(trainer)

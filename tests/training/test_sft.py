@@ -72,3 +72,21 @@ def test_top_layers_adapter_touches_only_the_last_layer(tmp_path: Path, official
     names = [n for n, p in res.model.named_parameters() if "lora_" in n]
     assert names and all(".layers.1." in n for n in names), names
     assert json.loads((tmp_path / "sft" / "adapter_config.json").read_text())["layers_to_transform"] == [1]
+
+
+def test_keep_checkpoints_keeps_every_checkpoint_and_the_default_removes_them(tmp_path: Path, official) -> None:
+    from petool_lib.training.checkpoints import CHECKPOINTS, checkpoint_dirs
+
+    e = official[0]
+    rows = [{"prompt": [{"role": "system", "content": render_prompt("preferred", [], e.candidates[:2])},
+                        {"role": "user", "content": e.query}],
+             "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
+             "setting": "preferred"}]
+    write_rows(tmp_path / "sft.jsonl", rows)
+    cfg = tiny_stage("sft", token_budget=None, max_examples=1, max_steps=3, save_steps=1)
+    train_sft(tmp_path, cfg, profile=tiny(), model="tiny", out=tmp_path / "kept", backend="hf", keep_checkpoints=True)
+    assert [p.name for p in checkpoint_dirs(tmp_path / "kept" / CHECKPOINTS)] == [
+        "checkpoint-3", "checkpoint-2", "checkpoint-1"]
+    train_sft(tmp_path, cfg, profile=tiny(), model="tiny", out=tmp_path / "default", backend="hf")
+    assert checkpoint_dirs(tmp_path / "default" / CHECKPOINTS) == []
+    assert (tmp_path / "default" / "adapter_config.json").is_file()
