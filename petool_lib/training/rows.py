@@ -336,6 +336,7 @@ def prepare_rows(
                 kept = _fit(flipped, i, stage, tokenizer, cfg, stats, contrast=True)
                 if kept is not None:
                     out.append(kept)
+                    stats.renamed_rows += renamed
     return out, stats
 
 

@@ -121,7 +121,7 @@ def test_prepare_rows_adds_each_drawn_rows_contrast_row_on_top_of_max_examples(t
         assert out[i]["completion"] == _turn(R) and out[i - 1] in plain and out[i - 1]["completion"] == _turn(P)
     renamed, s2 = prepare_rows(dpo, "dpo", tokenizer, tiny_stage("dpo", max_examples=9, contrast_rows=1.0,
                                                                  rename_providers=1.0))
-    assert s2.contrast_rows == 6 and s2.renamed_rows == 9
+    assert s2.contrast_rows == 6 and s2.renamed_rows == s2.used == 15
     for a, b in zip(renamed, renamed[1:]):  # a renamed pair keeps its names and candidate order: a minimal pair
         if a["chosen"] == b["rejected"] and a["rejected"] == b["chosen"]:
             pa = parse_prompt(a["prompt"][0]["content"])
