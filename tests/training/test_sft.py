@@ -59,14 +59,18 @@ def test_sft_drives_loss_near_zero_on_a_handful(wide_init_tiny: str, tmp_path: P
     assert losses[0] > 5 and losses[-1] < 0.2, losses[::5]
 
 
+def _one_short_row(data: Path, e) -> None:
+    """``data/sft.jsonl`` with one preferred-only row of entry ``e``: no history, its first two candidates."""
+    write_rows(data / "sft.jsonl", [
+        {"prompt": [{"role": "system", "content": render_prompt("preferred", [], e.candidates[:2])},
+                    {"role": "user", "content": e.query}],
+         "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
+         "setting": "preferred"}])
+
+
 def test_top_layers_adapter_touches_only_the_last_layer(tmp_path: Path, official) -> None:
     """``lora.top_layers: 1`` on the 2-layer tiny LLaMA: every LoRA tensor sits in layer 1, none in layer 0."""
-    e = official[0]
-    rows = [{"prompt": [{"role": "system", "content": render_prompt("preferred", [], e.candidates[:2])},
-                        {"role": "user", "content": e.query}],
-             "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
-             "setting": "preferred"}]
-    write_rows(tmp_path / "sft.jsonl", rows)
+    _one_short_row(tmp_path, official[0])
     cfg = tiny_stage("sft", token_budget=None, max_examples=1, epochs=1, save_steps=1000, lora={"top_layers": 1})
     res = train_sft(tmp_path, cfg, profile=tiny(), model="tiny", out=tmp_path / "sft", backend="hf")
     names = [n for n, p in res.model.named_parameters() if "lora_" in n]
@@ -77,12 +81,7 @@ def test_top_layers_adapter_touches_only_the_last_layer(tmp_path: Path, official
 def test_keep_checkpoints_keeps_every_checkpoint_and_the_default_removes_them(tmp_path: Path, official) -> None:
     from petool_lib.training.checkpoints import CHECKPOINTS, checkpoint_dirs
 
-    e = official[0]
-    rows = [{"prompt": [{"role": "system", "content": render_prompt("preferred", [], e.candidates[:2])},
-                        {"role": "user", "content": e.query}],
-             "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
-             "setting": "preferred"}]
-    write_rows(tmp_path / "sft.jsonl", rows)
+    _one_short_row(tmp_path, official[0])
     cfg = tiny_stage("sft", token_budget=None, max_examples=1, max_steps=3, save_steps=1)
     train_sft(tmp_path, cfg, profile=tiny(), model="tiny", out=tmp_path / "kept", backend="hf", keep_checkpoints=True)
     assert [p.name for p in checkpoint_dirs(tmp_path / "kept" / CHECKPOINTS)] == [
