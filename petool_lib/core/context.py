@@ -19,6 +19,9 @@ Over budget, two context modes:
   candidate list first, then the task text and the kept history (each item's rating before its call), then the
   format text, so what decides the provider sits next to the query. An ordering rule: the same items, candidates
   and texts as ``compact``; train and infer with the same mode.
+- ``compact-call-first``: ``compact-late`` with each history item written rating, call, instruction
+  (:attr:`~petool_lib.core.prompts.Prompt.call_first`), so that the rating sits a few tokens before the provider
+  name it rates rather than after the instruction. Again the same items and texts, reordered.
 
 The task text, the candidate tools (names, parameter names, types, defaults), the output-format instructions and
 the query are never cut (the reference's right-side truncation at 4,000 tokens cut the query).
@@ -35,8 +38,8 @@ from typing import Any, Callable
 from .data import Entry, normalize_setting, provider_of, split_tool_name
 from .prompts import HistoryItem, Prompt, PromptError, parse_prompt, trim_history
 
-CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact", "compact-late")
-COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late")  # modes that rewrite every prompt, within budget or not
+CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact", "compact-late", "compact-call-first")
+COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late", "compact-call-first")  # modes that rewrite every prompt, within budget or not
 COMPACT_DESCRIPTION = 80  # characters per description in ``compact`` mode
 _WORD = re.compile(r"[0-9a-z]+")
 ELLIPSIS = "..."
@@ -283,7 +286,7 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
     if mode not in CONTEXT_MODES:
         raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
     if mode in COMPACT_MODES:
-        return _fit_compact(prompt, query, count, budget, floor, late=mode == "compact-late")
+        return _fit_compact(prompt, query, count, budget, floor, mode)
     ev = evidence_items(prompt)
     ev_set = set(ev)
     n = len(prompt.history)
@@ -324,18 +327,18 @@ def fit_prompt(prompt: Prompt, query: str, count: Callable[[str], int], budget: 
 
 
 def _fit_compact(prompt: Prompt, query: str, count: Callable[[str], int], budget: int | None,
-                 floor: int, late: bool = False) -> tuple[Prompt, ContextReport]:
+                 floor: int, mode: str = "compact") -> tuple[Prompt, ContextReport]:
     """``compact`` mode: :func:`compact_prompt`, then (over budget) the ``evidence`` procedure on the result.
 
-    ``late`` (``compact-late``): the same, with the history rendered after the candidate list (counted that way)."""
+    ``compact-late`` / ``compact-call-first``: the same in their layouts (counted that way)."""
     n, n_ev = len(prompt.history), len(evidence_items(prompt))
     longest = _longest_description(prompt.candidates)
-    small = replace(compact_prompt(prompt), history_last=late)
+    small = replace(compact_prompt(prompt), history_last=mode != "compact", call_first=mode == "compact-call-first")
     out, rep = fit_prompt(small, query, count, budget, "evidence", floor=min(floor, COMPACT_DESCRIPTION))
     limit = rep.description_limit
     if limit is None and longest > COMPACT_DESCRIPTION:
         limit = COMPACT_DESCRIPTION
-    report = ContextReport("compact-late" if late else "compact", n, n_ev, rep.kept_items, rep.kept_evidence,
+    report = ContextReport(mode, n, n_ev, rep.kept_items, rep.kept_evidence,
                            description_limit=limit, tokens_before=count(prompt.render()),
                            tokens_after=rep.tokens_after, fits=rep.fits)
     return out, report

@@ -8,7 +8,9 @@ A ``history_last`` prompt (the ``compact-late`` context mode) holds the same par
 decides the provider sits next to the query: the candidate list first, then the task text (which says how to read
 the history: ratings, chronological order) and the history, each item's ``rating`` before its call, then the format
 text: ``TOOLS_HEAD + json(candidates) + "\n" + task_text + HISTORY_MARK + json(history, rating first) +
-FORMAT_TEXT``. :func:`parse_prompt` reads both layouts and records which one it read.
+FORMAT_TEXT``. A ``call_first`` prompt (the ``compact-call-first`` context mode) also writes each history item's
+call before its instruction (``{"rating": …, "tool_call": …, "instruction": …}``), so that a rating sits a few
+tokens before the provider name it rates. :func:`parse_prompt` reads every layout and records which one it read.
 """
 
 from __future__ import annotations
@@ -62,8 +64,12 @@ class HistoryItem:
     def tool_name(self) -> str:
         return str(self.tool_call.get("tool_name", ""))
 
-    def to_dict(self, rating_first: bool = False) -> dict[str, Any]:
-        """The official item layout (``rating`` last); ``rating_first``: the rating before the instruction."""
+    def to_dict(self, rating_first: bool = False, call_first: bool = False) -> dict[str, Any]:
+        """The official item layout (``rating`` last); ``rating_first``: the rating before the instruction;
+        ``call_first``: the rating (if any), then the call, then the instruction."""
+        if call_first:
+            rated = {} if self.rating is None else {"rating": self.rating}
+            return {**rated, "tool_call": self.tool_call, "instruction": self.instruction}
         out: dict[str, Any] = {"instruction": self.instruction, "tool_call": self.tool_call}
         if self.rating is not None:
             out = {"rating": self.rating, **out} if rating_first else {**out, "rating": self.rating}
@@ -87,6 +93,7 @@ class Prompt:
     format_text: str = FORMAT_TEXT
     extra: dict[str, Any] = field(default_factory=dict)
     history_last: bool = False  # render the history after the candidate list (see the module docstring)
+    call_first: bool = False  # each history item: rating, call, then instruction (needs ``history_last``)
 
     def __post_init__(self) -> None:
         self.setting = normalize_setting(self.setting)
@@ -99,7 +106,7 @@ class Prompt:
 
     def render(self) -> str:
         return render_prompt(self.setting, self.history, self.candidates, self.task_text, self.format_text,
-                             self.history_last)
+                             self.history_last, self.call_first)
 
 
 def dumps(obj: Any) -> str:
@@ -114,12 +121,18 @@ def render_prompt(
     task_text: str | None = None,
     format_text: str = FORMAT_TEXT,
     history_last: bool = False,
+    call_first: bool = False,
 ) -> str:
-    """Render a system prompt in the official layout (``history_last``: the module docstring's other layout)."""
+    """Render a system prompt in the official layout (``history_last`` / ``call_first``: the module docstring's
+    other layouts; ``call_first`` only with ``history_last``)."""
     setting = normalize_setting(setting)
     head = task_text or TASK_TEXT[setting]
+    if call_first and not history_last:
+        raise ValueError("call_first needs history_last (the compact-call-first layout)")
     if history_last:
-        items = [h.to_dict(rating_first=True) if isinstance(h, HistoryItem) else _rating_first(h) for h in history]
+        items = [(h if isinstance(h, HistoryItem) else HistoryItem.from_dict(h)).to_dict(call_first=True)
+                 if call_first else
+                 h.to_dict(rating_first=True) if isinstance(h, HistoryItem) else _rating_first(h) for h in history]
         return TOOLS_HEAD + dumps(candidates) + "\n" + head + HISTORY_MARK + dumps(items) + format_text
     items = [h.to_dict() if isinstance(h, HistoryItem) else h for h in history]
     return head + HISTORY_MARK + dumps(items) + TOOLS_MARK + dumps(candidates) + format_text
@@ -139,7 +152,7 @@ def detect_setting(text: str) -> str:
 def parse_prompt(text: str, setting: str | None = None) -> Prompt:
     """Split a system prompt into task text, history items, candidate tools and output-format text.
 
-    Reads the official layout and the ``history_last`` one (history after the candidate list).
+    Reads the official layout, the ``history_last`` one (history after the candidate list) and ``call_first``.
     """
     if text.count(HISTORY_MARK) != 1 or text.count(TOOLS_HEAD) != 1:
         raise PromptError("prompt must contain exactly one history marker and one tool-list marker")
@@ -186,7 +199,14 @@ def parse_prompt(text: str, setting: str | None = None) -> Prompt:
         task_text=head,
         format_text=rest[end:],
         history_last=history_last,
+        call_first=history_last and any(_call_first(h) for h in history_raw),
     )
+
+
+def _call_first(item: Any) -> bool:
+    """Whether a raw history item is in the ``call_first`` layout (its call before its instruction)."""
+    keys = [k for k in item if k != "rating"] if isinstance(item, dict) else []
+    return keys[:1] == ["tool_call"]
 
 
 def trim_history(prompt: Prompt, fits: Callable[[str], bool]) -> tuple[Prompt, int]:

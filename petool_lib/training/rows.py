@@ -206,7 +206,8 @@ class PrepStats:
     unparsed_prompts: int = 0  # system prompts that are not PEToolBench prompts (not trimmable)
     renamed_rows: int = 0  # used rows whose providers were renamed (``rename_providers``)
     contrast_rows: int = 0  # used rows that are contrast rows (``contrast_rows``; on top of max_examples) ...
-    contrast_skipped: int = 0  # ... and drawn rows that have none (training.contrast.flip_row returned None)
+    contrast_skipped: int = 0  # ... and drawn rows that have none (training.contrast.flip_row returned None, or the
+    # fitted contrast row's prompt is its source's: fitting dropped the items whose ratings / order differ)
     tokens_total: int = 0  # over the used rows
     tokens_max: int = 0
     by_setting: dict[str, int] = field(default_factory=dict)
@@ -333,7 +334,7 @@ def prepare_rows(
                     continue
                 if renamed:  # the same names and candidate order as its source row: a minimal pair
                     flipped = rename_row(flipped, seed, cfg.rename_style)
-                kept = _fit(flipped, i, stage, tokenizer, cfg, stats, contrast=True)
+                kept = _fit(flipped, i, stage, tokenizer, cfg, stats, contrast_of=out[-1])
                 if kept is not None:
                     out.append(kept)
                     stats.renamed_rows += renamed
@@ -341,8 +342,12 @@ def prepare_rows(
 
 
 def _fit(row: dict[str, Any], i: int, stage: str, tokenizer: Any, cfg: StageConfig, stats: PrepStats,
-         contrast: bool = False) -> dict[str, Any] | None:
-    """One row fitted and cut to the trainer's columns, counted in ``stats``; None when it is skipped (too long)."""
+         contrast_of: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """One row fitted and cut to the trainer's columns, counted in ``stats``; None when it is skipped (too long).
+
+    ``contrast_of``: the fitted source row of this contrast row; if fitting left the two prompts identical (it dropped
+    every item that differs), the contrast row would teach the opposite answer to the same prompt: skipped, counted
+    in ``contrast_skipped``."""
     res = fit_row(row, stage, tokenizer, cfg.token_budget, cfg.context)
     if not res.parsed:
         stats.unparsed_prompts += 1
@@ -356,6 +361,9 @@ def _fit(row: dict[str, Any], i: int, stage: str, tokenizer: Any, cfg: StageConf
         where = f"{stage} row {row.get('entry_id', i)}/{row.get('setting', '')}"
         for k in STAGE_COLUMNS[stage][1:]:
             kept[k] = name_only(kept[k], where)
+    if contrast_of is not None and kept["prompt"] == contrast_of["prompt"]:
+        stats.contrast_skipped += 1
+        return None
     stats.add(row, res)
-    stats.contrast_rows += contrast
+    stats.contrast_rows += contrast_of is not None
     return kept

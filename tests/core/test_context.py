@@ -237,6 +237,22 @@ def test_compact_late_is_compact_with_the_history_after_the_candidates(official,
     assert tight.history_last and len(tight.render()) <= small and rep2.fits
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_compact_call_first_is_compact_late_with_each_call_before_its_instruction(official, setting):
+    from dataclasses import replace
+
+    e, p = _entry_with_evidence(official, setting, min_items=1)
+    late, rep_late = fit_prompt(p, e.query, chars, None, "compact-late")
+    first, rep = fit_prompt(p, e.query, chars, None, "compact-call-first")
+    assert first.call_first and first.history_last and not late.call_first
+    assert replace(first, call_first=False).render() == late.render()  # same items, candidates and texts
+    assert len(first.render()) == len(late.render()) and rep.mode == "compact-call-first"
+    assert rep.kept_items == rep_late.kept_items == len(evidence_items(p)) > 0
+    small = len(late.render()) - 1  # over budget: the same evidence procedure, the layout kept
+    tight, rep2 = fit_prompt(p, e.query, chars, small, "compact-call-first")
+    assert tight.call_first and len(tight.render()) <= small and rep2.fits
+
+
 def test_build_chat_prompt_compact_mode_applies_within_budget(official):
     from transformers import AutoTokenizer
 

@@ -44,6 +44,30 @@ def test_history_last_layout_round_trips(official, setting):
         assert replace(back, history_last=False).render() == e.prompts[setting]
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_call_first_layout_round_trips_and_puts_each_rating_before_its_call(official, setting):
+    from dataclasses import replace
+
+    from petool_lib.core.prompts import render_prompt
+
+    for e in official[:50]:
+        p = parse_prompt(e.prompts[setting], setting)
+        late = replace(p, history_last=True)
+        first = replace(late, call_first=True)
+        text = first.render()
+        assert len(text) == len(late.render())  # the same bytes, each item's keys reordered
+        back = parse_prompt(text, setting)
+        assert back.render() == text and back.history_last and back.call_first == bool(p.history)
+        assert (back.history, back.candidates, back.task_text) == (p.history, p.candidates, p.task_text)
+        assert replace(back, call_first=False).render() == late.render()
+        assert not parse_prompt(late.render(), setting).call_first
+        for h in p.history:  # rating (if any), then the call (its name first), then the instruction
+            head = '{"rating": %d, ' % h.rating if setting == "ratings" else "{"
+            assert head + '"tool_call": {"tool_name": ' + json.dumps(h.tool_name, ensure_ascii=False) in text
+    with pytest.raises(ValueError, match="call_first needs history_last"):
+        render_prompt("ratings", [], [], call_first=True)
+
+
 def test_history_parts(official):
     e = official[0]
     rated = parse_prompt(e.prompts["ratings"]).history

@@ -137,6 +137,28 @@ def test_prepare_rows_adds_each_drawn_rows_contrast_row_on_top_of_max_examples(t
         tiny_stage("sft", contrast_rows=2.0)
 
 
+def test_a_contrast_row_whose_fitted_prompt_is_its_sources_is_skipped(tokenizer: Any) -> None:
+    from dataclasses import replace
+
+    from petool_lib.training.rows import count_tokens
+
+    sft, dpo = _rows(12)
+    rejected = rejected_turns(dpo)
+    row = next(r for r in sft if r["setting"] == "ratings")
+    flipped = flip_row(row, rejected[row_key(row)])
+    assert flipped is not None and flipped["prompt"] != row["prompt"]
+    bare = replace(parse_prompt(row["prompt"][0]["content"], "ratings"), history=[]).render()
+    tokens = max(count_tokens(tokenizer, [{"role": "system", "content": bare}, row["prompt"][1]] + r["completion"])
+                 for r in (row, flipped))
+    cfg = tiny_stage("sft", max_examples=1, contrast_rows=1.0, token_budget=tokens + 3, context="evidence")
+    out, st = prepare_rows([row], "sft", tokenizer, cfg, rejected=rejected)  # room for no history item
+    assert parse_prompt(out[0]["prompt"][0]["content"]).history == []
+    assert len(out) == st.used == 1 and st.contrast_rows == 0 and st.contrast_skipped == 1
+    roomy = tiny_stage("sft", max_examples=1, contrast_rows=1.0, token_budget=None, context="evidence")
+    out, st = prepare_rows([row], "sft", tokenizer, roomy, rejected=rejected)
+    assert len(out) == 2 and st.contrast_rows == 1 and st.contrast_skipped == 0
+
+
 def test_the_sft_runner_takes_the_rejected_calls_from_the_dpo_rows_beside_its_data(tmp_path: Path) -> None:
     sft, dpo = _rows(3)
     write_rows(tmp_path / "sft.jsonl", sft)

@@ -89,17 +89,18 @@ def test_fit_row_is_the_inference_context_builder(data_dir: Path, tokenizer: Any
     assert checked
 
 
-@pytest.mark.parametrize("context", ["compact", "compact-late"])
+@pytest.mark.parametrize("context", ["compact", "compact-late", "compact-call-first"])
 def test_fit_row_compact_modes_rewrite_every_row_as_inference_does(data_dir: Path, tokenizer: Any,
                                                                    context: str) -> None:
-    """``compact``/``compact-late`` rewrite a row even within budget, exactly as build_chat_prompt does at inference."""
+    """The compact modes rewrite a row even within budget, exactly as build_chat_prompt does at inference."""
     from petool_lib.core.context import fit_prompt
 
     row = next(r for r in load_rows(data_dir, "sft") if len(parse_prompt(r["prompt"][0]["content"]).history) > 2)
     res = fit_row(row, "sft", tokenizer, None, context=context)
     want, _ = fit_prompt(parse_prompt(row["prompt"][0]["content"]), row["prompt"][1]["content"], len, None, context)
     assert res.fits and res.row["prompt"][0]["content"] == want.render() != row["prompt"][0]["content"]
-    assert parse_prompt(res.row["prompt"][0]["content"]).history_last == (context == "compact-late")
+    back = parse_prompt(res.row["prompt"][0]["content"])
+    assert back.history_last == (context != "compact") and back.call_first == (context == "compact-call-first")
     assert res.row["completion"] == row["completion"]
 
 
