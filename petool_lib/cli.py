@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("petool_lib.benchmarks.predict", "predictor vs a reference-style generation loop"),
     "bench-train": ("petool_lib.benchmarks.train", "cpu-profile training vs TRL defaults"),
     "learning-curve": ("petool_lib.benchmarks.learning_curve", "Tool/Param Acc after N training rows (one SFT run)"),
+    "minimal-pairs": ("petool_lib.benchmarks.minimal_pairs", "does a model tell a row from its contrast row?"),
     "reproduce": ("petool_lib.reproduce", "notebooks 01-06 under papermill into outputs/<run>/"),
     "compare": ("petool_lib.reporting.compare", "two runs: differing metrics, predictions, and manifest (machine)"),
 }

@@ -1,7 +1,8 @@
 """Benchmarks: the predictor against a reference-style evaluation loop (``predict``), cpu-profile training against
-TRL's defaults (``train``), and the learning curve that chooses the number of training rows (``learning_curve``).
+TRL's defaults (``train``), the learning curve that chooses the number of training rows (``learning_curve``), and
+the minimal-pair check of whether a model reads the ratings / the order at all (``minimal_pairs``).
 
-CLIs: ``python -m petool_lib bench``, ``python -m petool_lib bench-train`` and ``python -m petool_lib learning-curve``.
+CLIs: ``python -m petool_lib bench``, ``bench-train``, ``learning-curve`` and ``minimal-pairs``.
 
 The names load lazily (a name imports only its module), so ``python -m petool_lib learning-curve`` can import
 Unsloth before anything imports torch / transformers on a GPU."""
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "predict": ("PeakRSS", "bench_items", "reference_loop", "run_phase", "speedups", "run_bench"),
     "learning_curve": ("run_learning_curve", "parse_sizes", "plan_steps", "StepRecorder", "plot_curve"),
+    "minimal_pairs": ("PairReport", "pair_indices", "pair_report", "prepare_pairs", "measure_pairs"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -36,4 +38,5 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from .learning_curve import *  # noqa: F401,F403
+    from .minimal_pairs import *  # noqa: F401,F403
     from .predict import *  # noqa: F401,F403
