@@ -3,8 +3,10 @@
 CLI::
 
     python -m petool_lib.harness.evaluate --test PATH --predictions P.jsonl [--setting all] [--scoring paper|robust] [--json]
+        [--limit N [--seed S]]
 
-The denominator is always every test entry of the setting: a missing prediction counts as wrong.
+The denominator is always every test entry of the setting — with ``--limit N``, every entry of the seeded subset
+``predict --limit N`` used (:func:`~petool_lib.core.data.select_subset`): a missing prediction counts as wrong.
 
 Bad input is a one-line ``error: ...`` and exit 2, naming the file and line: bytes that are not UTF-8, a line that
 is not JSON (or holds a number over Python's 4,300-digit limit), a bad or unknown ``entry_id``, a file where no row
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.io import JsonlError, read_jsonl_lines, write_jsonl
-from ..core.data import NO_HISTORY, DataError, Entry, load_test_set, normalize_setting, resolve_settings
+from ..core.data import (NO_HISTORY, DataError, Entry, load_test_set, normalize_setting, resolve_settings,
+                         select_subset)
 from .cases import decision_case, pick_kind
 from .scoring import ERROR_CATEGORIES, SCORINGS, score_response
 
@@ -238,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="all | preferred | ratings | chronological | none (no-history ablation), or p/r/c/n; comma list")
     ap.add_argument("--scoring", default="paper", choices=SCORINGS)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="score on the seeded subset of N entries per setting that `predict --limit N` used (missing "
+                         "predictions of the subset still count as wrong; rows outside it are set aside, with a "
+                         "warning)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (as given to predict)")
     ap.add_argument("--by", default=None, choices=SLICE_KEYS,
                     help="also accuracy per slice and setting: case (what the history shows: absent / visible / "
                          "switch / avoid), pick (what was picked: the answer, a group member the history shows, "
@@ -245,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         entries = load_test_set(args.test)
-        rows = load_predictions(args.predictions, entries)
+        if args.limit is not None:
+            entries = select_subset(entries, args.limit, args.seed)
+        rows = load_predictions(args.predictions, entries, subset=args.limit is not None)
+        outside = len(read_jsonl_lines(args.predictions)) - len(rows) if args.limit is not None else 0
         settings = None if args.setting.strip().lower() == "all" else resolve_settings(args.setting)
         scored = score_rows(entries, rows, settings, args.scoring)
         summary = summarize(scored)
@@ -257,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, OSError, ValueError) as exc:  # bad input (file and line named), unreadable file
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if outside:
+        print(f"warning: {args.predictions}: {outside} row(s) are outside the --limit {args.limit} subset (seed "
+              f"{args.seed}) and were set aside", file=sys.stderr)
     no_response = sum(1 for r in rows if r.get("response_missing"))
     if no_response:
         print(f"warning: {args.predictions}: {no_response} row(s) have no 'response' field; scored as wrong",

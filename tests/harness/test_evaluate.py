@@ -27,6 +27,28 @@ def test_perfect_and_missing_rows(official):
     assert sum(res["preferred"]["errors"].values()) == 1000
 
 
+def test_cli_limit_scores_the_predict_subset_and_counts_its_missing_rows(official, official_path, tmp_path, capsys):
+    from petool_lib.core.data import select_subset
+
+    subset = select_subset(official, 20, 0)
+    ids = {e.entry_id for e in subset}
+    outside = [e for e in official if e.entry_id not in ids][:3]
+    rows = _perfect(subset[1:], ("ratings",)) + _perfect(outside, ("ratings",))  # one subset row missing
+    p = write_predictions(tmp_path / "p.jsonl", rows)
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--json", "--limit", "20"]) == 0
+    got = capsys.readouterr()
+    out = json.loads(got.out)["ratings"]
+    assert (out["n"], out["tool_correct"], out["missing"]) == (20, 19, 1)
+    assert "3 row(s) are outside the --limit 20 subset (seed 0)" in got.err
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["ratings"]  # without --limit: the whole set is the denominator
+    assert (out["n"], out["tool_correct"], out["missing"]) == (1000, 22, 978)
+    assert main(["--test", official_path, "--predictions", str(p), "--setting", "r", "--json", "--limit", "20",
+                 "--seed", "1"]) == 0  # another subset: other rows missing, and a warning says so
+    out = json.loads(capsys.readouterr().out)["ratings"]
+    assert out["n"] == 20 and out["missing"] > 1
+
+
 def test_bad_prediction_files(official, tmp_path):
     e = official[0]
     cases = {
