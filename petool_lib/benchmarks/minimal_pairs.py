@@ -89,8 +89,9 @@ def prepare_pairs(profile: Any, stage: str, data: str | Path, tokenizer: Any, n:
     return [{**r, "entry_id": e} for r, e in zip(rows, stats.entry_ids)], stats
 
 
-def measure_pairs(profile: Any, data: str | Path, model: str = "smollm2", adapter: str | None = None, stage: str = "sft",
-            n: int = 16, settings: Sequence[str] | None = None, seed: int = 0) -> tuple[PairReport, Any]:
+def measure_pairs(profile: Any, data: str | Path, model: str = "smollm2", adapter: str | None = None,
+                  stage: str = "sft", n: int = 16, settings: Sequence[str] | None = None,
+                  seed: int = 0) -> tuple[PairReport, Any]:
     """Prepare the pairs, score them with the base model (plus ``adapter``), return the report and the prep stats."""
     import torch
 
@@ -126,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="JSON report")
     args = ap.parse_args(argv)
     settings = [s.strip() for s in args.settings.split(",")] if args.settings else None
-    report, stats = measure_pairs(load_training_profile(args.profile), args.data, args.model, args.adapter, args.stage,
-                            args.n, settings, args.seed)
+    report, stats = measure_pairs(load_training_profile(args.profile), args.data, args.model, args.adapter,
+                                  args.stage, args.n, settings, args.seed)
     out = {"profile": str(args.profile), "data": str(args.data), "adapter": args.adapter, "model": args.model,
            "stage": args.stage, "n": args.n, "seed": args.seed, **asdict(report),
            "rows_by_setting": stats.by_setting, "contrast_skipped": stats.contrast_skipped}

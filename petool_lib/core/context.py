@@ -39,7 +39,8 @@ from .data import Entry, normalize_setting, provider_of, split_tool_name
 from .prompts import HistoryItem, Prompt, PromptError, parse_prompt, trim_history
 
 CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact", "compact-late", "compact-call-first")
-COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late", "compact-call-first")  # modes that rewrite every prompt, within budget or not
+# the modes that rewrite every prompt, within budget or not
+COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late", "compact-call-first")
 COMPACT_DESCRIPTION = 80  # characters per description in ``compact`` mode
 _WORD = re.compile(r"[0-9a-z]+")
 ELLIPSIS = "..."
