@@ -8,6 +8,9 @@ ratings / the order flipped, chosen and rejected swapped). For each row the mode
 BOTH prompts get a positive margin. A model that ignores the ratings / the order scores the two prompts of a pair
 alike, and then a fixed liking between the two names wins exactly one of them: "both right" needs a model that
 reads the history. ``--n`` source rows give at most ``n`` pairs (rows without a contrast row are counted, not paired).
+The flip sensitivity, ``margin(row) + margin(its contrast row)`` averaged over the pairs (and per setting), says
+how far the flip moves the choice at all: 0 for a model that ignores it (its two margins are opposite), positive
+when it moves towards the new answer, negative when away — visible long before a pair is won outright.
 
 Usage (``python -m petool_lib minimal-pairs``)::
 
@@ -41,6 +44,10 @@ class PairReport:
     positive: int  # rows with a positive margin
     both_right: int  # pairs whose two rows both have a positive margin
     mean_margin: float
+    # per pair, margin(row) + margin(its contrast row): 0 for a model whose choice the flip does not move (the two
+    # margins are then opposite), > 0 when the flip moves it towards the new answer; the mean over the pairs
+    flip_sensitivity: float = 0.0
+    sensitivity_by_setting: dict[str, float] = field(default_factory=dict)
     margins: list[float] = field(default_factory=list)
 
 
@@ -65,9 +72,16 @@ def pair_report(rows: Sequence[dict[str, Any]], margins: Sequence[float]) -> Pai
     if len(rows) != len(margins):
         raise ValueError(f"{len(rows)} rows but {len(margins)} margins")
     pairs = pair_indices(rows)
+    sums: dict[str, list[float]] = {}
+    for i, j in pairs:
+        sums.setdefault(str(rows[i].get("setting", "")), []).append(float(margins[i] + margins[j]))
+    every = [v for vs in sums.values() for v in vs]
     return PairReport(rows=len(rows), pairs=len(pairs), positive=sum(m > 0 for m in margins),
                       both_right=sum(margins[i] > 0 and margins[j] > 0 for i, j in pairs),
-                      mean_margin=statistics.fmean(margins) if margins else 0.0, margins=[float(m) for m in margins])
+                      mean_margin=statistics.fmean(margins) if margins else 0.0,
+                      flip_sensitivity=statistics.fmean(every) if every else 0.0,
+                      sensitivity_by_setting={k: statistics.fmean(v) for k, v in sorted(sums.items())},
+                      margins=[float(m) for m in margins])
 
 
 def prepare_pairs(profile: Any, stage: str, data: str | Path, tokenizer: Any, n: int,
@@ -85,8 +99,20 @@ def prepare_pairs(profile: Any, stage: str, data: str | Path, tokenizer: Any, n:
     rows, stats = prepare_rows(load_rows(data, "dpo"), "dpo", tokenizer, cfg, seed)
     if len(stats.entry_ids) != len(rows):
         raise RuntimeError(f"{len(rows)} prepared rows but {len(stats.entry_ids)} entry ids")
-    # the trainer's columns plus the entry id, which pairs a row with its contrast row
-    return [{**r, "entry_id": e} for r, e in zip(rows, stats.entry_ids)], stats
+    # the trainer's columns plus the entry id, which pairs a row with its contrast row, and the setting
+    return [{**r, "entry_id": e, "setting": _setting(r)} for r, e in zip(rows, stats.entry_ids)], stats
+
+
+def _setting(row: dict[str, Any]) -> str:
+    """The setting a prepared row's system prompt is written for, read from its task text in any layout ("" when it
+    is not a PEToolBench prompt)."""
+    from ..core.prompts import PromptError, parse_prompt
+
+    system = next((m["content"] for m in row["prompt"] if m["role"] == "system"), "")
+    try:
+        return parse_prompt(system).setting
+    except PromptError:
+        return ""
 
 
 def measure_pairs(profile: Any, data: str | Path, model: str = "smollm2", adapter: str | None = None,

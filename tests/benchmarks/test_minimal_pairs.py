@@ -31,9 +31,13 @@ def test_pairs_and_counts() -> None:
     assert pair_indices(rows) == [(0, 1), (3, 4)]
     ignores = pair_report(rows, [1.0, -1.0, 0.5, 2.0, -2.0])  # the same score on both prompts: one right per pair
     assert (ignores.pairs, ignores.positive, ignores.both_right) == (2, 3, 0)
+    assert ignores.flip_sensitivity == 0.0 and ignores.sensitivity_by_setting == {"ratings": 0.0}
     reads = pair_report(rows, [1.0, 0.3, -0.5, 2.0, 0.1])
     assert (reads.positive, reads.both_right) == (4, 2)
     assert math.isclose(reads.mean_margin, 0.58)
+    assert math.isclose(reads.flip_sensitivity, (1.3 + 2.1) / 2)  # the unpaired row (entry 2) counts in no pair
+    moved = pair_report(rows, [2.0, -1.0, 0.0, 1.0, -3.0])  # both pairs: one right, but the flip moves the margin
+    assert moved.both_right == 0 and math.isclose(moved.flip_sensitivity, (1.0 - 2.0) / 2)
     assert pair_indices(_pair(1, "A", "B")[:1] + _pair(2, "A", "B")[1:]) == []  # another entry: not a pair
     with pytest.raises(ValueError, match="3 rows but 2 margins"):
         pair_report(rows[:3], [1.0, 2.0])
@@ -52,6 +56,8 @@ def test_the_pairs_are_the_prompts_an_sft_run_with_contrast_rows_trains_on(tmp_p
     assert [r["prompt"] for r in rows] == [r["prompt"] for r in trained]
     assert [r["chosen"] for r in rows] == [r["completion"] for r in trained]
     assert len(pair_indices(rows)) == stats.contrast_rows == 6 and len(rows) == 12
+    settings = [r["setting"] for r in rows]  # read back from each prepared prompt's task text
+    assert {s: settings.count(s) for s in settings} == stats.by_setting == {"ratings": 6, "chronological": 6}
 
     out = tmp_path / "pairs.json"
     assert main(["--profile", "tiny", "--model", "tiny", "--data", str(tmp_path), "--n", "4", "--settings",
@@ -60,3 +66,5 @@ def test_the_pairs_are_the_prompts_an_sft_run_with_contrast_rows_trains_on(tmp_p
     assert (got["rows"], got["pairs"], got["rows_by_setting"]) == (8, 4, {"ratings": 8})
     assert len(got["margins"]) == 8 and all(math.isfinite(m) for m in got["margins"])
     assert got["positive"] == sum(m > 0 for m in got["margins"]) and 0 <= got["both_right"] <= 4
+    assert set(got["sensitivity_by_setting"]) == {"ratings"}  # read from the prepared prompts' task text
+    assert math.isclose(got["flip_sensitivity"], sum(got["margins"]) / 4, abs_tol=1e-6)  # 4 pairs, nothing unpaired
