@@ -19,7 +19,7 @@ LAB_ARGS ?=
 .PHONY: help venv kernel lab reproduce readme test test-slow test-gpu server-deps test-server eval-full bench bench-train learning-curve lint-notebooks clean-outputs
 
 help:
-	@echo "make reproduce [PROFILE=cpu|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/ (table: results.md)"
+	@echo "make reproduce [PROFILE=cpu|cpu-long|tiny|paper] [RUN=name]  run notebooks 01-06 into outputs/<run>/ (table: results.md)"
 	@echo "make lab [LAB_ARGS='--no-browser --port 8899']  JupyterLab on notebooks/ with the petool kernel"
 	@echo "make readme [RUN=cpu]  copy outputs/<run>/results.md into README.md (the explicit step; reproduce never does)"
 	@echo "make test        fast test suite (tiny models, papermill run of every notebook)"

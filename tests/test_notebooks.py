@@ -123,7 +123,7 @@ def test_failing_notebook_fails_loudly(tmp_path, monkeypatch):
     assert manifest["status"] == "failed at 01_bad.ipynb" and manifest["stages"]["01_bad"]["status"] == "failed"
 
 
-@pytest.mark.parametrize("name", ["tiny", "cpu", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "cpu", "cpu-long", "paper"])
 def test_profiles_only_hold_parameters_some_notebook_declares(name):
     from petool_lib.reproduce import load_profile, split_parameters
 

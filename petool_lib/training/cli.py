@@ -1,6 +1,6 @@
 """``python -m petool_lib.training.cli sft|dpo ...`` (also ``python -m petool_lib train sft|dpo ...``)::
 
-    python -m petool_lib.training.cli sft --data DIR --model MODEL --out OUT [--profile tiny|cpu|paper|PATH.yaml]
+    python -m petool_lib.training.cli sft --data DIR --model MODEL --out OUT [--profile tiny|cpu|cpu-long|paper|PATH.yaml]
         [--backend auto|hf|unsloth] [--max-steps N]                                           # -> OUT/sft
     python -m petool_lib.training.cli dpo --data DIR --model MODEL --adapter OUT/sft --out OUT2 ...   # -> OUT2/dpo
 

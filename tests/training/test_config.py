@@ -9,6 +9,7 @@ import yaml
 
 from petool_lib.training import (
     LLAMA_PROJECTIONS,
+    LoraSpec,
     PROFILE_NAMES,
     Profile,
     ProfileError,
@@ -51,6 +52,15 @@ RECORDED = {
                  max_examples=64, logging_steps=1, save_steps=4, bf16=True),
             dict(learning_rate=5e-5, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
                  token_budget=1280, max_examples=10, logging_steps=1, save_steps=2, bf16=True)),
+    "cpu-long": (False, "smollm2",
+                 dict(learning_rate=6e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0, token_budget=2048,
+                      context="compact", cases=("visible", "switch"), rename_providers=1.0, rename_style="name",
+                      target="name", max_examples=256, logging_steps=1, save_steps=16, bf16=True,
+                      lora=LoraSpec(top_layers=10)),
+                 dict(learning_rate=1e-4, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
+                      sft_weight=1.0, token_budget=2048, context="compact", cases=("visible", "switch"),
+                      rename_providers=1.0, rename_style="name", target="name", max_examples=48, logging_steps=1,
+                      save_steps=8, bf16=True, lora=LoraSpec(top_layers=10))),
     "tiny": (False, "tiny",
              dict(learning_rate=5e-3, epochs=1, batch_size=2, grad_accum=1, warmup_ratio=0.0, token_budget=1536,
                   max_examples=8, logging_steps=1, save_steps=2),
@@ -120,7 +130,7 @@ def test_profile_errors_name_the_file_and_the_key(tmp_path: Path, training: obje
 
 
 def test_unknown_profile_names_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match=r"'gpu'.*configs/gpu\.yaml not found.*tiny, cpu, paper"):
+    with pytest.raises(ProfileError, match=r"'gpu'.*configs/gpu\.yaml not found.*tiny, cpu, cpu-long, paper"):
         load_training_profile("gpu")
     with pytest.raises(ProfileError, match="not found"):
         load_training_profile(tmp_path / "nope.yaml")
