@@ -60,7 +60,7 @@ RECORDED = {
                  dict(learning_rate=1e-4, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
                       sft_weight=1.0, token_budget=2048, context="compact", cases=("visible", "switch"),
                       rename_providers=1.0, rename_style="name", target="name", max_examples=48, logging_steps=1,
-                      save_steps=8, bf16=True, lora=LoraSpec(top_layers=10))),
+                      save_steps=8, bf16=True)),
     "tiny": (False, "tiny",
              dict(learning_rate=5e-3, epochs=1, batch_size=2, grad_accum=1, warmup_ratio=0.0, token_budget=1536,
                   max_examples=8, logging_steps=1, save_steps=2),
