@@ -10,6 +10,7 @@ BENCH_N ?= 30
 MODEL   ?= smollm2
 ADAPTER ?=
 EVAL_TEST ?=
+SETTING ?= all
 LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)
 EVAL_OUT ?= outputs/eval-full
 LC_SIZES ?= 32,64,128
@@ -29,9 +30,10 @@ help:
 	@echo "                 then reused from pip's wheel cache"
 	@echo "make test-server predict/synthesize --predictor/--llm openai against a real llama-cpp-python server"
 	@echo "                 on the embedded SmolLM2 GGUF (127.0.0.1, started and stopped by the test)"
-	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name] [EVAL_TEST=file]  all 1,000 official entries x 3 settings"
-	@echo "                 (or EVAL_TEST, e.g. the probe-rename output),"
-	@echo "                 cpu-profile decoding on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
+	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name] [EVAL_TEST=file] [PROFILE=name] [SETTING=all]"
+	@echo "                 all 1,000 official entries x 3 settings (or EVAL_TEST, e.g. the probe-rename output; SETTING"
+	@echo "                 e.g. ratings or none); decoding and context from PROFILE's eval_* keys when given, else"
+	@echo "                 the cpu profile's on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
 	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
 	@echo "make learning-curve [LC_SIZES=32,64,128] [LC_LIMIT=20]  Tool/Param Acc after N SFT rows (one run, a"
@@ -84,8 +86,12 @@ server-deps: $(SERVER_STAMP)
 test-server: server-deps
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m slow tests/inference/test_real_server.py
 
+# PROFILE given on the command line (or in the environment): that profile's eval_* settings (mode, context, budget),
+# so an adapter is scored on the prompts it was trained on; otherwise predict's own defaults (the cpu profile's on a
+# CPU, constrained at the model's window on a GPU).
 eval-full: venv
 	$(BIN)/python -m petool_lib predict --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER),) $(if $(EVAL_TEST),--test $(EVAL_TEST),) \
+		$(if $(filter file,$(origin PROFILE)),,--profile $(PROFILE)) --setting $(SETTING) \
 		--out $(EVAL_OUT)/$(LABEL).jsonl --metrics $(EVAL_OUT)/$(LABEL).metrics.json
 
 bench: venv

@@ -88,3 +88,27 @@ def test_makefile_reproduce_never_touches_the_readme_and_readme_is_its_own_targe
     readme = re.search(r"^readme:.*?\n((?:\t.*\n)+)", make, re.M)
     assert readme and "--no-run --readme README.md" in readme.group(1)
     assert "make readme" in make and re.search(r"^\.PHONY:.*\breadme\b", make, re.M)
+
+
+def _dry_run(*args: str, env: dict[str, str] | None = None) -> str:
+    """``make -n`` of the given target and variables in the repository (prints the recipe, runs nothing)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    environ = {k: v for k, v in os.environ.items() if k not in ("PROFILE", "SETTING", "MAKEFLAGS")}
+    out = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**environ, **(env or {})})
+    return out.stdout
+
+
+def test_make_eval_full_takes_the_profile_only_when_one_is_given():
+    plain = _dry_run("eval-full")
+    assert "petool_lib predict --model smollm2" in plain and "--profile" not in plain and "--setting all" in plain
+    named = _dry_run("eval-full", "PROFILE=cpu-long", "ADAPTER=outputs/cpu-long/models/dpo", "LABEL=long",
+                     "SETTING=ratings")
+    assert "--profile cpu-long" in named and "--adapter outputs/cpu-long/models/dpo" in named
+    assert "--setting ratings" in named and "--out outputs/eval-full/long.jsonl" in named
+    assert "--profile cpu-long" in _dry_run("eval-full", env={"PROFILE": "cpu-long"})

@@ -22,6 +22,13 @@ Over budget, two context modes:
 - ``compact-call-first``: ``compact-late`` with each history item written rating, call, instruction
   (:attr:`~petool_lib.core.prompts.Prompt.call_first`), so that the rating sits a few tokens before the provider
   name it rates rather than after the instruction. Again the same items and texts, reordered.
+- ``compact-tally``: ``compact`` with each candidate annotated by what the WHOLE history says about its provider
+  (:func:`tally_candidates`: a ``your_history`` field right after its name — how many past calls used that provider
+  and, by setting, how many were rated 1 / 0, or in which call it was last used). A summary of the history written
+  next to the names the model chooses between (the history itself is still shown): the rule counts, it does not
+  choose — every candidate keeps its place and gets the same kind of line, and which count means "prefer" is left to
+  the model. The question it answers: does the small model fail to join a candidate with its history items, or to
+  read a rating / an order at all?
 
 The task text, the candidate tools (names, parameter names, types, defaults), the output-format instructions and
 the query are never cut (the reference's right-side truncation at 4,000 tokens cut the query).
@@ -38,9 +45,11 @@ from typing import Any, Callable
 from .data import Entry, normalize_setting, provider_of, split_tool_name
 from .prompts import HistoryItem, Prompt, PromptError, parse_prompt, trim_history
 
-CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact", "compact-late", "compact-call-first")
+CONTEXT_MODES: tuple[str, ...] = ("evidence", "oldest", "compact", "compact-late", "compact-call-first",
+                                  "compact-tally")
 # the modes that rewrite every prompt, within budget or not
-COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late", "compact-call-first")
+COMPACT_MODES: tuple[str, ...] = ("compact", "compact-late", "compact-call-first", "compact-tally")
+TALLY_FIELD = "your_history"  # the candidate field compact-tally adds (right after tool_name)
 COMPACT_DESCRIPTION = 80  # characters per description in ``compact`` mode
 _WORD = re.compile(r"[0-9a-z]+")
 ELLIPSIS = "..."
@@ -261,6 +270,46 @@ def compact_prompt(prompt: Prompt, description_limit: int = COMPACT_DESCRIPTION)
                    candidates=shorten_descriptions(prompt.candidates, description_limit))
 
 
+def _tally_text(setting: str, n: int, items: list[tuple[int, HistoryItem]]) -> str:
+    """One candidate's line: its provider's past calls among the ``n`` history items (``items``: index, item)."""
+    if not items:
+        return "provider never used"
+    text = f"provider used {len(items)} time" + ("s" if len(items) > 1 else "")
+    if setting == "ratings":
+        ones = sum(1 for _, h in items if h.rating == 1)
+        zeros = sum(1 for _, h in items if h.rating == 0)
+        other = len(items) - ones - zeros
+        text += f": {ones} rated 1, {zeros} rated 0" + (f", {other} unrated" if other else "")
+    elif setting == "chronological":
+        text += f", last in call {items[-1][0] + 1} of {n}"
+    return text
+
+
+def tally_candidates(prompt: Prompt) -> list[dict[str, Any]]:
+    """The candidates, each with a ``your_history`` field right after ``tool_name``: how many of the history's items
+    used the candidate's provider (``<Cat>.<Tool>``), and — rating-integrated — how many of those were rated 1 / 0,
+    — chronological — the position of the last one (calls numbered oldest first). Counted on ``prompt.history`` as
+    given, so call it before any item is dropped. Every candidate gets a line (also "not used"); nothing else of a
+    candidate changes. A name without a provider part gets no line."""
+    n = len(prompt.history)
+    out = []
+    for cand in prompt.candidates:
+        name = str(cand.get("tool_name", ""))
+        prov = _provider(name)
+        if not prov:
+            out.append(dict(cand))
+            continue
+        items = [(i, h) for i, h in enumerate(prompt.history) if _provider(h.tool_name) == prov]
+        c: dict[str, Any] = {}
+        for k, v in cand.items():
+            if k != TALLY_FIELD:
+                c[k] = v
+            if k == "tool_name":
+                c[TALLY_FIELD] = _tally_text(prompt.setting, n, items)
+        out.append(c)
+    return out
+
+
 DESCRIPTION_FLOOR = 120  # characters a description keeps before evidence items are given up (then shortened further)
 
 
@@ -331,15 +380,20 @@ def _fit_compact(prompt: Prompt, query: str, count: Callable[[str], int], budget
                  floor: int, mode: str = "compact") -> tuple[Prompt, ContextReport]:
     """``compact`` mode: :func:`compact_prompt`, then (over budget) the ``evidence`` procedure on the result.
 
-    ``compact-late`` / ``compact-call-first``: the same in their layouts (counted that way)."""
+    ``compact-late`` / ``compact-call-first``: the same in their layouts (counted that way); ``compact-tally``: the
+    candidates first annotated by :func:`tally_candidates` on the whole history."""
     n, n_ev = len(prompt.history), len(evidence_items(prompt))
     longest = _longest_description(prompt.candidates)
-    small = replace(compact_prompt(prompt), history_last=mode != "compact", call_first=mode == "compact-call-first")
+    before = count(prompt.render())
+    if mode == "compact-tally":
+        prompt = replace(prompt, candidates=tally_candidates(prompt))
+    small = replace(compact_prompt(prompt), history_last=mode in ("compact-late", "compact-call-first"),
+                    call_first=mode == "compact-call-first")
     out, rep = fit_prompt(small, query, count, budget, "evidence", floor=min(floor, COMPACT_DESCRIPTION))
     limit = rep.description_limit
     if limit is None and longest > COMPACT_DESCRIPTION:
         limit = COMPACT_DESCRIPTION
     report = ContextReport(mode, n, n_ev, rep.kept_items, rep.kept_evidence,
-                           description_limit=limit, tokens_before=count(prompt.render()),
+                           description_limit=limit, tokens_before=before,
                            tokens_after=rep.tokens_after, fits=rep.fits)
     return out, report

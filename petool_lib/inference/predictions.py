@@ -231,10 +231,14 @@ def predict_sets(
     return out
 
 
-def cli_defaults(kind: str, cuda: bool | None = None) -> EvalConfig:
-    """What the plain ``predict`` command runs with: for a local model on a machine without CUDA, the cpu profile's
+def cli_defaults(kind: str, cuda: bool | None = None, profile: str | None = None) -> EvalConfig:
+    """What the ``predict`` command runs with before its flags: with ``profile`` (a name in ``configs/`` or a YAML
+    path), that profile's ``eval_*`` settings, on any machine — so an adapter is scored with the context it was
+    trained on (``--profile cpu-long``); else, for a local model on a machine without CUDA, the cpu profile's
     evaluation settings (``configs/cpu.yaml``: its mode, budget, context and value bound), so the command a newcomer
     types is the fast one; elsewhere (a GPU, an endpoint) the library defaults (constrained, the model's window)."""
+    if profile is not None:
+        return profile_eval_config(profile)
     if cuda is None:
         import torch
 
@@ -256,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="all | preferred | ratings | chronological | none (no-history ablation), or p/r/c/n; comma list")
     ap.add_argument("--limit", type=int, default=None, help="a fixed seeded subset of N entries per setting")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    ap.add_argument("--profile", default=None,
+                    help="take the defaults of --mode, --context, --max-prompt-tokens, --max-value-chars, --dtype, "
+                         "--device-map and --grammar from this profile's eval_* keys (a name in configs/, e.g. "
+                         "cpu-long, or a YAML path), on any machine; flags given still win")
     ap.add_argument("--mode", default=None, choices=MODES,
                     help="default: the cpu profile's eval_modes on a CPU (configs/cpu.yaml), else constrained")
     ap.add_argument("--out", required=True, help="output JSONL")
@@ -268,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="hf: prompts per batch in generate/constrained (default 1 on CPU, 8 on GPU); "
                          "openai: requests per cache flush (default 16)")
-    ap.add_argument("--dtype", default="auto", help="hf weights dtype: auto (bf16 on GPU and on CPUs with native "
-                    "bf16, else fp32), float32, bfloat16")
-    ap.add_argument("--device-map", default="none", choices=DEVICE_MAPS,
+    ap.add_argument("--dtype", default=None, help="hf weights dtype: auto (default; bf16 on GPU and on CPUs with "
+                    "native bf16, else fp32), float32, bfloat16")
+    ap.add_argument("--device-map", default=None, choices=DEVICE_MAPS,
                     help="hf: none (default: the model on one device) or auto (accelerate spreads a large model over "
                          "every GPU, then CPU RAM)")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="generate mode: new-token bound")
@@ -300,10 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: --backend is deprecated; use --predictor", file=sys.stderr)
     kind = args.predictor or args.backend_alias or "hf"
     try:
-        base = cli_defaults(kind)
+        base = cli_defaults(kind, profile=args.profile)
         mode = args.mode or base.modes[0]
-        cfg = EvalConfig(modes=(mode,), context=args.context or base.context, dtype=args.dtype,
-                         device_map=args.device_map,
+        cfg = EvalConfig(modes=(mode,), context=args.context or base.context, dtype=args.dtype or base.dtype,
+                         device_map=args.device_map or base.device_map,
                          max_prompt_tokens=base.max_prompt_tokens if args.max_prompt_tokens is None else args.max_prompt_tokens,
                          decode=DecodeConfig(max_new_tokens=args.max_new_tokens, rank_score=args.rank_score,
                                              max_value_chars=args.max_value_chars or base.decode.max_value_chars,
@@ -344,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m petool_lib predict " + " ".join(argv if argv is not None else sys.argv[1:]),
             "predictions": str(args.out), "test_set": "official" if args.test is None else str(args.test),
             "n_entries": len(entries), "settings": settings, "model": args.model, "adapter": args.adapter,
-            "predictor": predictor.identity(), "config": {"mode": mode, "context": cfg.context,
+            "predictor": predictor.identity(), "config": {"profile": args.profile, "mode": mode,
+                                                          "context": cfg.context,
                                                           "max_prompt_tokens": cfg.prompt_budget(predictor.context_window()),
                                                           "dtype": cfg.dtype, "decode": asdict(cfg.decode),
                                                           "response_format": args.response_format},

@@ -270,3 +270,58 @@ def test_build_chat_prompt_compact_mode_applies_within_budget(official):
     assert late.extra["context"]["mode"] == "compact-late"
     assert abs(late.prompt_tokens - cp.prompt_tokens) <= 10  # the same text, reordered
     assert parse_prompt(late.messages[0]["content"], "ratings").history_last
+
+
+def _tally_prompt(setting, ratings=(0, 0, 1, None)):
+    from petool_lib.core.prompts import HistoryItem, Prompt
+
+    calls = ["<A>.<Alpha>.<get>", "<A>.<Alpha>.<list>", "<A>.<Beta>.<get>", "<Z>.<Other>.<x>"]
+    history = [HistoryItem(f"q{i}", {"tool_name": n, "parameters": {}},
+                           r if setting == "ratings" else None) for i, (n, r) in enumerate(zip(calls, ratings))]
+    cands = [{"tool_name": n, "tool_description": "d", "required_parameters": []}
+             for n in ("<A>.<Alpha>.<get>", "<A>.<Beta>.<get>", "<A>.<Gamma>.<get>", "no provider")]
+    return Prompt(setting, history, cands)
+
+
+def test_tally_candidates_counts_each_candidates_provider_in_the_whole_history():
+    from dataclasses import replace
+
+    from petool_lib.core.context import TALLY_FIELD, tally_candidates
+
+    lines = {s: [c.get(TALLY_FIELD) for c in tally_candidates(_tally_prompt(s))] for s in SETTINGS}
+    assert lines["ratings"] == ["provider used 2 times: 0 rated 1, 2 rated 0",
+                                "provider used 1 time: 1 rated 1, 0 rated 0", "provider never used", None]
+    assert lines["chronological"] == ["provider used 2 times, last in call 2 of 4",
+                                      "provider used 1 time, last in call 3 of 4", "provider never used", None]
+    assert lines["preferred"] == ["provider used 2 times", "provider used 1 time", "provider never used", None]
+    unrated = tally_candidates(_tally_prompt("ratings", ratings=(1, None, 0, None)))
+    assert unrated[0][TALLY_FIELD] == "provider used 2 times: 1 rated 1, 0 rated 0, 1 unrated"
+    p = _tally_prompt("ratings")
+    out = tally_candidates(p)
+    assert [list(c)[:2] for c in out[:3]] == [["tool_name", TALLY_FIELD]] * 3  # right after the name
+    assert [{k: v for k, v in c.items() if k != TALLY_FIELD} for c in out] == p.candidates  # nothing else changes
+    assert TALLY_FIELD not in p.candidates[0]  # the input is not modified
+    again = tally_candidates(replace(p, candidates=out))  # annotating twice replaces the line, never adds one
+    assert again == out
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_compact_tally_is_compact_with_every_candidate_annotated(official, setting):
+    from dataclasses import replace
+
+    from petool_lib.core.context import TALLY_FIELD, tally_candidates
+
+    e, p = _entry_with_evidence(official, setting, min_items=1)
+    plain, rep = fit_prompt(p, e.query, chars, None, "compact")
+    tally, rep_t = fit_prompt(p, e.query, chars, None, "compact-tally")
+    assert rep_t.mode == "compact-tally" and rep_t.kept_items == rep.kept_items
+    assert rep_t.tokens_before == rep.tokens_before
+    assert tally.candidate_names == p.candidate_names and all(TALLY_FIELD in c for c in tally.candidates)
+    bare = [{k: v for k, v in c.items() if k != TALLY_FIELD} for c in tally.candidates]
+    assert replace(tally, candidates=bare).render() == plain.render()  # the same items, candidates and texts
+    # the lines count the whole history, also the items the budget drops
+    whole = [c[TALLY_FIELD] for c in tally_candidates(p)]
+    assert [c[TALLY_FIELD] for c in tally.candidates] == whole
+    small = len(tally.render()) - 1
+    tight, rep2 = fit_prompt(p, e.query, chars, small, "compact-tally")
+    assert len(tight.render()) <= small and rep2.fits and [c[TALLY_FIELD] for c in tight.candidates] == whole

@@ -223,6 +223,40 @@ def test_plain_cli_on_a_cpu_uses_the_cpu_profile():
         profile_eval_config("nope")
 
 
+def test_a_named_profile_sets_the_cli_defaults_on_any_machine():
+    from petool_lib.inference.config import profile_eval_config
+    from petool_lib.inference.predictions import cli_defaults
+
+    long = profile_eval_config("cpu-long")
+    assert long.context == "compact" and long.max_prompt_tokens == 2048 and long.modes == ("rank",)
+    for kind, cuda in (("hf", False), ("hf", True), ("openai", False)):
+        assert cli_defaults(kind, cuda=cuda, profile="cpu-long") == long
+    assert long != cli_defaults("hf", cuda=False)  # not the cpu profile it replaces
+
+
+def test_cli_profile_defaults_and_flags_that_override_them(small, tmp_path, capsys):
+    test_file = tmp_path / "t.json"
+    test_file.write_text(json.dumps([replace(e).to_dict() for e in small]))
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"eval_modes: rank\neval_context: compact\neval_max_prompt_tokens: {BUDGET}\n"
+                       "eval_max_value_chars: 8\neval_dtype: float32\neval_limit: 1\n")
+    common = ["--test", str(test_file), "--model", "tiny", "--setting", "p", "--limit", "2", "--quiet"]
+    out, metrics = tmp_path / "a.jsonl", tmp_path / "a.metrics.json"
+    assert main(common + ["--profile", str(profile), "--out", str(out), "--metrics", str(metrics)]) == 0
+    cfg = json.loads(metrics.read_text())["config"]
+    assert cfg["profile"] == str(profile) and cfg["mode"] == "rank" and cfg["context"] == "compact"
+    assert cfg["max_prompt_tokens"] == BUDGET and cfg["decode"]["max_value_chars"] == 8 and cfg["dtype"] == "float32"
+    assert all(r["context"]["mode"] == "compact" for r in read_jsonl(out))
+    out2, metrics2 = tmp_path / "b.jsonl", tmp_path / "b.metrics.json"
+    assert main(common + ["--profile", str(profile), "--context", "evidence", "--max-value-chars", "4",
+                          "--out", str(out2), "--metrics", str(metrics2)]) == 0
+    cfg2 = json.loads(metrics2.read_text())["config"]
+    assert cfg2["context"] == "evidence" and cfg2["decode"]["max_value_chars"] == 4 and cfg2["mode"] == "rank"
+    capsys.readouterr()
+    assert main(common + ["--profile", "no-such-profile", "--out", str(tmp_path / "c.jsonl")]) == 2
+    assert "no-such-profile" in capsys.readouterr().err and not (tmp_path / "c.jsonl").exists()
+
+
 def test_evidence_rows_record_what_the_context_builder_did(small, tiny):
     e = max(small, key=lambda e: len(e.prompts["ratings"]))
     rows = predict([e], tiny, ["ratings"], "rank", DecodeConfig(max_value_chars=8), BUDGET, progress=False,

@@ -89,7 +89,7 @@ def test_fit_row_is_the_inference_context_builder(data_dir: Path, tokenizer: Any
     assert checked
 
 
-@pytest.mark.parametrize("context", ["compact", "compact-late", "compact-call-first"])
+@pytest.mark.parametrize("context", ["compact", "compact-late", "compact-call-first", "compact-tally"])
 def test_fit_row_compact_modes_rewrite_every_row_as_inference_does(data_dir: Path, tokenizer: Any,
                                                                    context: str) -> None:
     """The compact modes rewrite a row even within budget, exactly as build_chat_prompt does at inference."""
@@ -100,7 +100,9 @@ def test_fit_row_compact_modes_rewrite_every_row_as_inference_does(data_dir: Pat
     want, _ = fit_prompt(parse_prompt(row["prompt"][0]["content"]), row["prompt"][1]["content"], len, None, context)
     assert res.fits and res.row["prompt"][0]["content"] == want.render() != row["prompt"][0]["content"]
     back = parse_prompt(res.row["prompt"][0]["content"])
-    assert back.history_last == (context != "compact") and back.call_first == (context == "compact-call-first")
+    assert back.history_last == (context in ("compact-late", "compact-call-first"))
+    assert back.call_first == (context == "compact-call-first")
+    assert all(("your_history" in c) == (context == "compact-tally") for c in back.candidates)
     assert res.row["completion"] == row["completion"]
 
 
