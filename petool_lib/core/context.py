@@ -1,8 +1,8 @@
 """Chat messages for one (entry, setting), fitted to a prompt budget.
 
 As in the reference evaluation, the setting's system prompt is the system message and the query is the user message,
-rendered through the model's chat template. A prompt within ``max_prompt_tokens`` is passed through byte-identical.
-Over budget, two context modes:
+rendered through the model's chat template. In the first two modes a prompt within ``max_prompt_tokens`` is passed
+through byte-identical and only a prompt over budget is cut; the ``compact*`` modes rewrite every prompt:
 
 - ``oldest`` (the reference behaviour): the OLDEST interaction-history items are dropped until it fits; a prompt
   that does not fit even with an empty history is kept whole and flagged ``over_budget``.
