@@ -292,14 +292,16 @@ def tally_candidates(prompt: Prompt) -> list[dict[str, Any]]:
     given, so call it before any item is dropped. Every candidate gets a line (also "not used"); nothing else of a
     candidate changes. A name without a provider part gets no line."""
     n = len(prompt.history)
+    by_provider: dict[str, list[tuple[int, HistoryItem]]] = {}
+    for i, h in enumerate(prompt.history):  # each item's provider parsed once, not once per candidate
+        by_provider.setdefault(_provider(h.tool_name), []).append((i, h))
     out = []
     for cand in prompt.candidates:
-        name = str(cand.get("tool_name", ""))
-        prov = _provider(name)
+        prov = _provider(str(cand.get("tool_name", "")))
         if not prov:
             out.append(dict(cand))
             continue
-        items = [(i, h) for i, h in enumerate(prompt.history) if _provider(h.tool_name) == prov]
+        items = by_provider.get(prov, [])
         c: dict[str, Any] = {}
         for k, v in cand.items():
             if k != TALLY_FIELD:
