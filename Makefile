@@ -11,7 +11,9 @@ MODEL   ?= smollm2
 ADAPTER ?=
 EVAL_TEST ?=
 SETTING ?= all
-LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)
+# eval-full's output name: model[+adapter][@profile][_setting] -- the profile only when one is given, the setting only
+# when it is not all, so two profiles' adapters or two settings of one adapter never share (and overwrite) a file.
+LABEL   ?= $(notdir $(MODEL))$(if $(ADAPTER),+$(notdir $(ADAPTER)),)$(if $(filter file,$(origin PROFILE)),,@$(PROFILE))$(if $(filter all,$(SETTING)),,_$(SETTING))
 EVAL_OUT ?= outputs/eval-full
 LC_SIZES ?= 32,64,128
 LC_LIMIT ?= 20
@@ -33,7 +35,8 @@ help:
 	@echo "make eval-full [MODEL=smollm2] [ADAPTER=DIR] [LABEL=name] [EVAL_TEST=file] [PROFILE=name] [SETTING=all]"
 	@echo "                 all 1,000 official entries x 3 settings (or EVAL_TEST, e.g. the probe-rename output; SETTING"
 	@echo "                 e.g. ratings or none); decoding and context from PROFILE's eval_* keys when given, else"
-	@echo "                 the cpu profile's on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json}"
+	@echo "                 the cpu profile's on a CPU; resumable -> outputs/eval-full/<label>.{jsonl,metrics.json},"
+	@echo "                 label by default model[+adapter][@PROFILE][_SETTING]"
 	@echo "make bench [BENCH_N=30]  predictor vs reference-style loop -> outputs/bench.json"
 	@echo "make bench-train cpu-profile training vs TRL defaults -> outputs/bench_train.json"
 	@echo "make learning-curve [LC_SIZES=32,64,128] [LC_LIMIT=20]  Tool/Param Acc after N SFT rows (one run, a"

@@ -98,7 +98,7 @@ def _dry_run(*args: str, env: dict[str, str] | None = None) -> str:
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    environ = {k: v for k, v in os.environ.items() if k not in ("PROFILE", "SETTING", "MAKEFLAGS")}
+    environ = {k: v for k, v in os.environ.items() if k not in ("PROFILE", "SETTING", "LABEL", "MAKEFLAGS")}
     out = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, check=True,
                          env={**environ, **(env or {})})
     return out.stdout
@@ -112,3 +112,12 @@ def test_make_eval_full_takes_the_profile_only_when_one_is_given():
     assert "--profile cpu-long" in named and "--adapter outputs/cpu-long/models/dpo" in named
     assert "--setting ratings" in named and "--out outputs/eval-full/long.jsonl" in named
     assert "--profile cpu-long" in _dry_run("eval-full", env={"PROFILE": "cpu-long"})
+
+
+def test_make_eval_full_default_label_names_the_profile_and_the_setting():
+    assert "--out outputs/eval-full/smollm2.jsonl" in _dry_run("eval-full")
+    ratings = _dry_run("eval-full", "PROFILE=cpu-long", "ADAPTER=outputs/cpu-long/models/dpo", "SETTING=ratings")
+    assert "--out outputs/eval-full/smollm2+dpo@cpu-long_ratings.jsonl" in ratings
+    assert "--metrics outputs/eval-full/smollm2+dpo@cpu-long_ratings.metrics.json" in ratings
+    chrono = _dry_run("eval-full", "ADAPTER=x/dpo", "SETTING=chronological", env={"PROFILE": "cpu"})
+    assert "--out outputs/eval-full/smollm2+dpo@cpu_chronological.jsonl" in chrono
