@@ -129,13 +129,15 @@ def parse_ablations(ablations: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-ABLATION_MODELS: tuple[str, ...] = ("all", "base", "final")
+MODEL_CHOICES: tuple[str, ...] = ("all", "base", "final")
+ABLATION_MODELS = MODEL_CHOICES  # the words eval_ablation_models (and eval_models) accept besides labels
 
 
-def ablation_models(labels: Sequence[str], which: str | Sequence[str] | None) -> list[str]:
-    """Which of the run's model ``labels`` (base model first, then its adapters) get the context ablations:
-    ``"all"``, ``"base"`` (the first label), ``"final"`` (the last one, e.g. SFT+DPO), or a comma list of these
-    words and labels; empty / None = none. An unknown word or label is an error naming it."""
+def select_models(labels: Sequence[str], which: str | Sequence[str] | None, what: str = "model") -> list[str]:
+    """Which of the run's model ``labels`` (base model first, then its adapters) ``which`` names: ``"all"``,
+    ``"base"`` (the first label), ``"final"`` (the last one, e.g. SFT+DPO), or a comma list of these words and
+    labels, in the order of ``labels``; empty / None = none. An unknown word or label is an error naming it and
+    ``what`` the selection is for."""
     items = which.split(",") if isinstance(which, str) else list(which or [])
     wanted: list[str] = []
     for w in (x.strip() for x in items if x and x.strip()):
@@ -148,8 +150,28 @@ def ablation_models(labels: Sequence[str], which: str | Sequence[str] | None) ->
         elif w in labels:
             wanted.append(w)
         else:
-            raise ValueError(f"unknown ablation model {w!r}; expected {ABLATION_MODELS} or one of {list(labels)}")
+            raise ValueError(f"unknown {what} {w!r}; expected {MODEL_CHOICES} or one of {list(labels)}")
     return [label for label in labels if label in set(wanted)]
+
+
+def ablation_models(labels: Sequence[str], which: str | Sequence[str] | None) -> list[str]:
+    """Which of the run's model ``labels`` get the context ablations (``eval_ablation_models``; see
+    :func:`select_models`)."""
+    return select_models(labels, which, "ablation model")
+
+
+def evaluated_models(models: dict[str, str | None], which: str | Sequence[str] | None) -> dict[str, str | None]:
+    """The part of :func:`run_adapters`' ``{label: adapter}`` that ``eval_models`` names (``"all"``, ``"base,final"``
+    — the base model and the last adapter, skipping the SFT-only one —, labels; see :func:`select_models`). Naming
+    none is an error: an evaluation with no model is a configuration mistake, not an empty table. A label left out
+    is printed, so a shorter table is never silent."""
+    chosen = select_models(list(models), which, "evaluated model (eval_models)")
+    if not chosen:
+        raise ValueError(f"eval_models={which!r} names none of the run's models {list(models)}")
+    for label in models:
+        if label not in chosen:
+            print(f"{label}: not evaluated (eval_models={which!r})")
+    return {label: models[label] for label in chosen}
 
 
 def evaluate_ablations(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,

@@ -30,16 +30,17 @@ def test_grammar_option_is_keyed_only_when_not_the_builtin_one():
         DecodeConfig(grammar="outlines")
 
 
-@pytest.mark.parametrize("name,modes,budget,chars", [
-    ("tiny", ("rank",), 1024, 8), ("cpu", ("rank",), 1536, 48), ("paper", ("generate", "rank"), None, 128),
+@pytest.mark.parametrize("name,modes,budget,chars,context", [
+    ("tiny", ("rank",), 1024, 8, "evidence"), ("cpu", ("rank",), 2048, 48, "compact"),
+    ("cpu-long", ("rank",), 2048, 48, "compact"), ("paper", ("generate", "rank"), None, 128, "evidence"),
 ])
-def test_from_profile_reads_the_eval_keys(name, modes, budget, chars):
+def test_from_profile_reads_the_eval_keys(name, modes, budget, chars, context):
     import yaml
 
     params = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     cfg = EvalConfig.from_profile(params)
     assert cfg.modes == modes and cfg.max_prompt_tokens == budget and cfg.decode.max_value_chars == chars
-    assert cfg.dtype == params["eval_dtype"] and cfg.context == "evidence"
+    assert cfg.dtype == params["eval_dtype"] and cfg.context == context
     assert cfg.decode.max_new_tokens == DecodeConfig().max_new_tokens  # keys no profile sets keep their defaults
 
 

@@ -217,7 +217,7 @@ def test_plain_cli_on_a_cpu_uses_the_cpu_profile():
 
     cpu = profile_eval_config("cpu")
     assert cli_defaults("hf", cuda=False) == cpu
-    assert cpu.context == "evidence" and cpu.max_prompt_tokens and cpu.modes
+    assert cpu.context == "compact" and cpu.max_prompt_tokens == 2048 and cpu.modes  # what its adapter trained on
     assert cli_defaults("hf", cuda=True) == cli_defaults("openai", cuda=False) == EvalConfig()
     with pytest.raises(FileNotFoundError, match="nope"):
         profile_eval_config("nope")

@@ -128,6 +128,53 @@ def test_ablation_models_selects_base_final_all_and_labels():
         ablation_models(labels, "base,sft")
 
 
+def test_evaluated_models_keeps_the_named_models_and_says_which_it_leaves_out(capsys):
+    from petool_lib.reporting import evaluated_models
+
+    models = {"smollm2": None, "smollm2+sft": "run/models/sft", "smollm2+sft+dpo": "run/models/dpo"}
+    assert evaluated_models(models, "all") == models
+    assert evaluated_models(models, "base,final") == {"smollm2": None, "smollm2+sft+dpo": "run/models/dpo"}
+    assert "smollm2+sft: not evaluated (eval_models='base,final')" in capsys.readouterr().out
+    assert evaluated_models({"smollm2": None}, "base,final") == {"smollm2": None}  # no adapters yet: the base model
+    with pytest.raises(ValueError, match="names none of the run's models"):
+        evaluated_models(models, "")
+    with pytest.raises(ValueError, match=r"unknown evaluated model \(eval_models\) 'dpo'"):
+        evaluated_models(models, "base,dpo")
+
+
+class HistoryFreeStub(StubPredictor):
+    """Builds every setting's prompt like the no-history one (as when the context builder keeps no history item)."""
+
+    def prompt(self, entry, setting, max_prompt_tokens, context="evidence"):
+        from dataclasses import replace
+
+        from petool_lib.core.context import build_chat_prompt
+
+        self.budgets.append(max_prompt_tokens)
+        self.contexts.append(context)
+        return replace(build_chat_prompt(entry, "none"), setting=setting)
+
+
+def test_the_no_history_ablation_reuses_the_models_cache_for_identical_prompts(run, entries):
+    from petool_lib.reporting.evaluation import evaluate_ablations
+
+    metrics = load_evaluation(run)
+    sets = {"official": entries}
+    stub = HistoryFreeStub()
+    cfg = EvalConfig(modes="constrained")
+    evaluate_predictor(metrics, run, "stub", stub, sets, cfg, progress=False)
+    computed = sum(len(b) for b in stub.batches)
+    assert computed == len(entries)  # the three settings' prompts are one prompt per entry here
+    evaluate_ablations(metrics, run, "stub", stub, sets, cfg, "none", progress=False)
+    assert sum(len(b) for b in stub.batches) == computed  # every no-history prompt came from the model's cache
+    ev = metrics["evaluation"]["official"]["stub@no-history (constrained)"]["paper"]["none"]
+    assert ev["n"] == len(entries) and ev["tool_acc"] == 1.0  # scored on its own rows, none lost
+    rows = [json.loads(line) for line in (run / "predictions" / "stub@no-history_constrained_official.jsonl")
+            .read_text().splitlines()]
+    assert {r["setting"] for r in rows} == {"none"} and len(rows) == len(entries)
+    assert not (run / "predictions" / ".cache" / "stub@no-history_constrained_official.cache.jsonl").exists()
+
+
 class MemorizingStub(StubPredictor):
     """Answers every entry with the ORIGINAL entry's ground-truth call, whatever the prompt says: a model that has
     memorised which provider each user likes instead of reading the history."""
