@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--modes", default=None, help="comma list of phases to time: predictor modes (built-in grammar) "
                     f"and {', '.join(XGRAMMAR_PHASES)} (default: all of them; the xgrammar ones when it is installed)")
-    ap.add_argument("--max-prompt-tokens", type=int, default=1536, help="predictor prompt budget (configs/cpu.yaml)")
+    ap.add_argument("--max-prompt-tokens", type=int, default=1536,
+                    help="predictor prompt budget (evidence context; the cpu profile's until 2026-12-06)")
     ap.add_argument("--max-value-chars", type=int, default=48,
                     help="constrained/rank: longest string value (configs/cpu.yaml; every ground-truth value fits "
                          "48 characters in 93.6%% of the official entries, 64 in 98.6%%)")

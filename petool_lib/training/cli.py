@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--out", required=True, help=f"models directory; the adapter goes to OUT/{stage}")
         if stage == "dpo":
             s.add_argument("--adapter", required=True, help="the SFT adapter directory (OUT/sft)")
+        else:
+            s.add_argument("--adapter", default=None,
+                           help="continue SFT from this adapter instead of a fresh one (a curriculum's next phase; "
+                                "its LoRA shape is kept; hf backend)")
         s.add_argument("--profile", default="cpu", metavar="|".join(PROFILE_NAMES) + "|PATH.yaml",
                        help="training recipe: the training: section of configs/<name>.yaml or of a profile YAML")
         s.add_argument("--backend", default="auto", choices=list(BACKENDS))
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                       backend=backend, seed=args.seed, resume=not args.no_resume,
                       keep_checkpoints=args.keep_checkpoints)
         if args.stage == "sft":
-            res = train_sft(args.data, cfg, **common)
+            res = train_sft(args.data, cfg, adapter=args.adapter, **common)
         else:
             res = train_dpo(args.data, cfg, adapter=args.adapter, **common)
     except (BackendError, DataError, ProfileError, ResumeError, FileNotFoundError) as exc:

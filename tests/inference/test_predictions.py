@@ -136,7 +136,7 @@ def test_cli_writes_rows_with_metadata(small, tmp_path):
     assert (tmp_path / ".cache" / "p.cache.jsonl").is_file()
     assert main(args) == 0  # rerun: everything from the cache, same file
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
-    assert main(args + ["--predictor", "hf", "--context", "evidence"]) == 0  # the defaults, spelled out
+    assert main(args + ["--predictor", "hf", "--context", "compact"]) == 0  # the defaults, spelled out
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows and rows[0]["backend"] == "hf"
     bad = [a if a != str(BUDGET) else "0" for a in args]
     assert main(bad) == 2  # an invalid configuration is refused before any model is loaded
@@ -231,7 +231,9 @@ def test_a_named_profile_sets_the_cli_defaults_on_any_machine():
     assert long.context == "compact" and long.max_prompt_tokens == 2048 and long.modes == ("rank",)
     for kind, cuda in (("hf", False), ("hf", True), ("openai", False)):
         assert cli_defaults(kind, cuda=cuda, profile="cpu-long") == long
-    assert long != cli_defaults("hf", cuda=False)  # not the cpu profile it replaces
+    tiny = profile_eval_config("tiny")  # a profile whose evaluation differs from the cpu one the plain CLI uses
+    assert tiny.context == "evidence" and tiny != cli_defaults("hf", cuda=False)
+    assert cli_defaults("hf", cuda=False, profile="tiny") == tiny
 
 
 def test_cli_profile_defaults_and_flags_that_override_them(small, tmp_path, capsys):
@@ -275,7 +277,7 @@ def test_cli_metrics_file(small, tmp_path):
                  "--metrics", str(metrics)]) == 0
     m = json.loads(metrics.read_text())
     assert m["settings"] == ["preferred", "none"] and m["n_entries"] == 2 and len(m["entry_ids"]) == 2
-    assert m["config"]["mode"] == "rank" and m["config"]["context"] == "evidence"
+    assert m["config"]["mode"] == "rank" and m["config"]["context"] == "compact"  # the cpu profile's, on a CPU
     assert m["config"]["max_prompt_tokens"] == BUDGET
     for sc in ("paper", "robust"):
         assert list(m["evaluation"][sc]) == ["preferred", "none"]

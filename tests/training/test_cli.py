@@ -31,6 +31,9 @@ def test_cli_tiny_and_unsloth_error(data_dir: Path, tmp_path: Path, capsys: pyte
     rc = main(["dpo", "--data", str(data_dir), "--model", "tiny", "--adapter", str(tmp_path / "nope"),
                "--out", str(tmp_path), "--profile", "tiny", "--backend", "hf"])
     assert rc == 2 and "not a PEFT adapter directory" in capsys.readouterr().err
+    rc = main(["sft", "--data", str(data_dir), "--model", "tiny", "--adapter", str(tmp_path / "nope"),
+               "--out", str(tmp_path / "phase2"), "--profile", "tiny", "--backend", "hf"])
+    assert rc == 2 and "SFT continues only from an adapter" in capsys.readouterr().err
 
 
 def test_cli_takes_a_profile_yaml_and_its_default_model(data_dir: Path, tmp_path: Path,

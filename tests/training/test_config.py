@@ -47,11 +47,15 @@ RECORDED = {
                    logging_steps=10, save_steps=100, gradient_checkpointing=True),
               dict(learning_rate=5e-6, epochs=1, batch_size=1, grad_accum=32, warmup_ratio=0.1, beta=0.1,
                    token_budget=4096, logging_steps=5, save_steps=50, gradient_checkpointing=True)),
-    "cpu": (False, "smollm2",
-            dict(learning_rate=3e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0, token_budget=1280,
-                 max_examples=64, logging_steps=1, save_steps=4, bf16=True),
-            dict(learning_rate=5e-5, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
-                 token_budget=1280, max_examples=10, logging_steps=1, save_steps=2, bf16=True)),
+    "cpu": (False, "smollm2",  # cpu-long's SFT stage; DPO on 16 pairs instead of 48 (2026-12-06)
+            dict(learning_rate=6e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0, token_budget=2048,
+                 context="compact", cases=("visible", "switch"), rename_providers=1.0, rename_style="name",
+                 target="name", max_examples=256, logging_steps=1, save_steps=16, bf16=True,
+                 lora=LoraSpec(top_layers=10)),
+            dict(learning_rate=1e-4, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
+                 sft_weight=1.0, token_budget=2048, context="compact", cases=("visible", "switch"),
+                 rename_providers=1.0, rename_style="name", target="name", max_examples=16, logging_steps=1,
+                 save_steps=4, bf16=True)),
     "cpu-long": (False, "smollm2",
                  dict(learning_rate=6e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0, token_budget=2048,
                       context="compact", cases=("visible", "switch"), rename_providers=1.0, rename_style="name",
@@ -160,7 +164,7 @@ def test_translation_to_trl_configs(tmp_path: Path) -> None:
     sc = sft_config(stage_config("tiny", "sft"), str(tmp_path / "s"))
     dc = dpo_config(stage_config("cpu", "dpo"), str(tmp_path / "d"))
     assert sc.completion_only_loss and sc.lr_scheduler_type.value == "cosine" and not sc.gradient_checkpointing
-    assert dc.beta == 0.1 and dc.loss_type == ["sigmoid"] and dc.bf16 is True  # cpu profile: bf16 autocast
+    assert dc.beta == 0.1 and dc.loss_type == ["sigmoid", "sft"] and dc.bf16 is True  # cpu: bf16 autocast, RPO
 
 
 def test_stage_config_overrides() -> None:
@@ -196,7 +200,7 @@ def test_unsloth_kwargs_match_the_hf_lora() -> None:
                     "dtype": None, "load_in_4bit": True}
     custom = stage_config("paper", "sft", lora={"target_modules": ("q_proj", "v_proj")})
     assert unsloth_peft_kwargs(custom)["target_modules"] == ["q_proj", "v_proj"]
-    assert unsloth_peft_kwargs(stage_config("cpu", "sft"))["use_gradient_checkpointing"] is False
+    assert unsloth_peft_kwargs(stage_config("cpu", "sft"), num_layers=30)["use_gradient_checkpointing"] is False
 
 
 def test_lora_top_layers_adapt_only_the_last_layers() -> None:

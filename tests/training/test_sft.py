@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from petool_lib.core import SETTINGS, render_prompt  # noqa: E402
 from petool_lib.training import train_sft  # noqa: E402
 
-from .helpers import tiny, tiny_stage, write_rows  # noqa: E402
+from .helpers import BUDGET, tiny, tiny_stage, write_rows  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,28 @@ def test_keep_checkpoints_keeps_every_checkpoint_and_the_default_removes_them(tm
     train_sft(tmp_path, cfg, profile=tiny(), model="tiny", out=tmp_path / "default", backend="hf")
     assert checkpoint_dirs(tmp_path / "default" / CHECKPOINTS) == []
     assert (tmp_path / "default" / "adapter_config.json").is_file()
+
+
+def test_sft_continues_an_adapter_instead_of_a_fresh_one(pipeline, data_dir: Path, tmp_path: Path) -> None:
+    """``adapter``: the curriculum's next phase trains the given adapter further — it starts from its weights, keeps
+    its LoRA shape (whatever the stage's ``lora`` block says) and changes it."""
+    from safetensors.torch import load_file
+
+    src_dir = pipeline["out"] / "sft"
+    cfg = tiny_stage("sft", token_budget=BUDGET, max_examples=2, batch_size=2, learning_rate=1e-5, max_steps=1,
+                     lora={"r": 4})
+    res = train_sft(data_dir, cfg, profile=tiny(), model="tiny", out=tmp_path / "phase2", backend="hf",
+                    adapter=src_dir)
+    src = load_file(str(src_dir / "adapter_model.safetensors"))
+    cont = load_file(str(res.out_dir / "adapter_model.safetensors"))
+    assert cont.keys() == src.keys() and all(cont[k].shape == v.shape for k, v in src.items())
+    assert json.loads((res.out_dir / "adapter_config.json").read_text())["r"] == \
+        json.loads((src_dir / "adapter_config.json").read_text())["r"] != 4
+    lora_b = [k for k in src if "lora_B" in k]
+    assert lora_b and max(float(src[k].abs().max()) for k in lora_b) > 1e-3  # the source was trained (B != 0)
+    # one Adam step at lr 1e-5 moves each weight by about 1e-5: the result is the source, nudged
+    assert max(float((cont[k] - src[k]).abs().max()) for k in src) < 1e-4
+    assert any(not torch.equal(cont[k], src[k]) for k in src)
+    with pytest.raises(FileNotFoundError, match="SFT continues only from an adapter"):
+        train_sft(data_dir, cfg, profile=tiny(), model="tiny", out=tmp_path / "x", backend="hf",
+                  adapter=tmp_path / "nope")
