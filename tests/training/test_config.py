@@ -40,6 +40,17 @@ def test_paper_profile_is_the_reference_config() -> None:
     assert sft.lora.target_modules == dpo.lora.target_modules == "all-linear"
 
 
+ANSWER_SHOWN = dict(token_budget=2048, context="compact", cases=("visible", "switch"), rename_providers=1.0,
+                    rename_style="name", target="name", logging_steps=1, bf16=True, epochs=1, batch_size=1,
+                    warmup_ratio=0.0)
+ANSWER_SHOWN_SFT = dict(ANSWER_SHOWN, learning_rate=6e-4, grad_accum=4, max_examples=256, save_steps=16,
+                        lora=LoraSpec(top_layers=10))
+
+
+def answer_shown_dpo(**kw: object) -> dict[str, object]:
+    return dict(ANSWER_SHOWN, learning_rate=1e-4, grad_accum=2, beta=0.1, sft_weight=1.0, **kw)
+
+
 # the values of the former Python PROFILES dict: the recorded results (README, outputs/) were trained with them
 RECORDED = {
     "paper": (True, "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
@@ -47,24 +58,9 @@ RECORDED = {
                    logging_steps=10, save_steps=100, gradient_checkpointing=True),
               dict(learning_rate=5e-6, epochs=1, batch_size=1, grad_accum=32, warmup_ratio=0.1, beta=0.1,
                    token_budget=4096, logging_steps=5, save_steps=50, gradient_checkpointing=True)),
-    "cpu": (False, "smollm2",  # cpu-long's SFT stage; DPO on 16 pairs instead of 48 (2026-12-06)
-            dict(learning_rate=6e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0, token_budget=2048,
-                 context="compact", cases=("visible", "switch"), rename_providers=1.0, rename_style="name",
-                 target="name", max_examples=256, logging_steps=1, save_steps=16, bf16=True,
-                 lora=LoraSpec(top_layers=10)),
-            dict(learning_rate=1e-4, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
-                 sft_weight=1.0, token_budget=2048, context="compact", cases=("visible", "switch"),
-                 rename_providers=1.0, rename_style="name", target="name", max_examples=16, logging_steps=1,
-                 save_steps=4, bf16=True)),
-    "cpu-long": (False, "smollm2",
-                 dict(learning_rate=6e-4, epochs=1, batch_size=1, grad_accum=4, warmup_ratio=0.0, token_budget=2048,
-                      context="compact", cases=("visible", "switch"), rename_providers=1.0, rename_style="name",
-                      target="name", max_examples=256, logging_steps=1, save_steps=16, bf16=True,
-                      lora=LoraSpec(top_layers=10)),
-                 dict(learning_rate=1e-4, epochs=1, batch_size=1, grad_accum=2, warmup_ratio=0.0, beta=0.1,
-                      sft_weight=1.0, token_budget=2048, context="compact", cases=("visible", "switch"),
-                      rename_providers=1.0, rename_style="name", target="name", max_examples=48, logging_steps=1,
-                      save_steps=8, bf16=True)),
+    # cpu and cpu-long share the answer-shown SFT stage; cpu trains DPO on 16 pairs instead of 48 (2026-12-06)
+    "cpu": (False, "smollm2", ANSWER_SHOWN_SFT, answer_shown_dpo(max_examples=16, save_steps=4)),
+    "cpu-long": (False, "smollm2", ANSWER_SHOWN_SFT, answer_shown_dpo(max_examples=48, save_steps=8)),
     "tiny": (False, "tiny",
              dict(learning_rate=5e-3, epochs=1, batch_size=2, grad_accum=1, warmup_ratio=0.0, token_budget=1536,
                   max_examples=8, logging_steps=1, save_steps=2),
