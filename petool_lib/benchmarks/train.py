@@ -53,7 +53,8 @@ def bench_rows(model: str, n: int, seed: int = 0) -> dict[str, list[dict[str, An
         if others:
             rejected = json.dumps(dict(e.ground_truth, tool_name=others[0]), ensure_ascii=False)
             dpo_all.append({"prompt": row["prompt"], "chosen": row["completion"],
-                            "rejected": [{"role": "assistant", "content": rejected}], "setting": row["setting"]})
+                            "rejected": [{"role": "assistant", "content": rejected}], "setting": row["setting"],
+                            "entry_id": row["entry_id"], "case": row["case"]})
     cpu = load_training_profile("cpu")
     sft, _ = prepare_rows(sft_all, "sft", tok, stage_config(cpu, "sft", max_examples=n), seed)
     dpo, _ = prepare_rows(dpo_all, "dpo", tok, stage_config(cpu, "dpo", max_examples=n), seed)
@@ -69,6 +70,7 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
     from ..core import resolve_model
     from ..training import (ResourceMonitor, dpo_kwargs, load_base_model, load_tokenizer, lora_config, sft_kwargs,
                             stage_config)
+    from ..training.backend import decoder_layers
     from ..training.trl_compat import ensure_fused_lm_head
 
     ensure_fused_lm_head("cpu")  # the benchmark trains on CPU (use_cpu=True) even where Triton is installed
@@ -85,7 +87,8 @@ def run_variant(stage: str, variant: str, rows: list[dict[str, Any]], model: str
     else:
         kwargs = common
     args = (SFTConfig if stage == "sft" else DPOConfig)(**kwargs)
-    peft = None if variant == "trl-defaults-full" else lora_config(cfg.lora)
+    layers = decoder_layers(path) if cfg.lora.top_layers else None  # the profile's LoRA on its top layers only
+    peft = None if variant == "trl-defaults-full" else lora_config(cfg.lora, layers)
     monitor = ResourceMonitor()
     trainer_cls = SFTTrainer if stage == "sft" else DPOTrainer
     trainer = trainer_cls(model=load_base_model(path, "cpu"), args=args, train_dataset=Dataset.from_list(rows),

@@ -90,14 +90,18 @@ def load_rows(data: str | Path, stage: str) -> list[dict[str, Any]]:
 
 
 def official_rows(entries: Sequence[Any], settings: Sequence[str] = ("preferred", "ratings", "chronological")) -> list[dict[str, Any]]:
-    """SFT-format rows from official test entries (settings cycled), e.g. held-out rows for before/after samples."""
+    """SFT-format rows from official test entries (settings cycled), e.g. held-out rows for before/after samples.
+    Each carries its decision ``case`` (:func:`~petool_lib.harness.cases.decision_case`), as synthesized rows do, so
+    a stage that selects ``cases`` (the ``cpu`` profile's) takes them too."""
+    from ..harness.cases import decision_case
+
     rows = []
     for i, e in enumerate(entries):
         s = settings[i % len(settings)]
         rows.append({
             "prompt": [{"role": "system", "content": e.prompts[s]}, {"role": "user", "content": e.query}],
             "completion": [{"role": "assistant", "content": json.dumps(e.ground_truth, ensure_ascii=False)}],
-            "setting": s, "entry_id": e.entry_id,
+            "setting": s, "entry_id": e.entry_id, "case": decision_case(e, s),
         })
     return rows
 
