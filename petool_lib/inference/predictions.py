@@ -202,7 +202,7 @@ def speed_summary(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, A
 
 def predict_sets(
     run_dir: str | os.PathLike[str], label: str, predictor: Predictor, test_sets: dict[str, Sequence[Entry]],
-    cfg: EvalConfig, progress: bool = True, settings: Sequence[str] | str = "all",
+    cfg: EvalConfig, progress: bool = True, settings: Sequence[str] | str = "all", cache_label: str | None = None,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Predict every test set in every mode of ``cfg`` (all settings) into
     ``<run>/predictions/<label>_<mode>_<testset>.jsonl``; no scoring here.
@@ -210,11 +210,11 @@ def predict_sets(
     The prompt budget is ``cfg.prompt_budget(predictor.context_window())``; over it, :meth:`Predictor.prompt` fits
     the prompt by the ``cfg.context`` policy. ``settings``: "all" (the three) or a list, e.g. with ``none``. Returns
     ``{(testset, mode): {"rows", "path", "speed"}}``; each run resumes from
-    ``<run>/predictions/.cache/<model>_<mode>_<testset>.cache.jsonl``, where ``<model>`` is ``label`` without an
-    ablation suffix (``smollm2+sft+dpo@no-history`` -> ``smollm2+sft+dpo``): an ablation shares its model's cache, so
-    a prompt it builds token for token like one the model already answered (a preferred-only prompt whose fitted
-    history kept no item is the no-history prompt) is not computed twice. Safe because the key is the model and
-    adapter identity, the prompt's token ids, the candidates, the mode and the decoding bounds
+    ``<run>/predictions/.cache/<cache_label>_<mode>_<testset>.cache.jsonl`` (``cache_label`` defaults to ``label``).
+    An ablation passes its model's label (``smollm2+sft+dpo@no-history`` reads and writes ``smollm2+sft+dpo``'s
+    cache), so a prompt it builds token for token like one the model already answered (a preferred-only prompt whose
+    fitted history kept no item is the no-history prompt) is not computed twice. Safe because the key is the model
+    and adapter identity, the prompt's token ids, the candidates, the mode and the decoding bounds
     (:mod:`petool_lib.inference.cache`), never the label.
     """
     unsupported = [m for m in cfg.modes if m not in predictor.modes]
@@ -228,7 +228,7 @@ def predict_sets(
         for testset, entries in test_sets.items():
             path = pred_dir / f"{label}_{mode}_{testset}.jsonl"
             t0 = time.perf_counter()
-            cache = default_cache_path(pred_dir / f"{label.split('@')[0]}_{mode}_{testset}.jsonl")
+            cache = default_cache_path(pred_dir / f"{cache_label or label}_{mode}_{testset}.jsonl")
             rows = predict(entries, predictor, settings, mode, cfg.decode, budget, cache=cache,
                            progress=progress, desc=f"{label} {mode} {testset}", context=cfg.context)
             seconds = time.perf_counter() - t0

@@ -96,13 +96,15 @@ def evaluate_baselines(metrics: dict[str, Any], run: str | Path, test_sets: dict
 
 def evaluate_predictor(metrics: dict[str, Any], run: str | Path, label: str, predictor: Predictor,
                        lm_sets: dict[str, list[Entry]], eval_cfg: EvalConfig, scoring: str = "paper",
-                       progress: bool = True, settings: Sequence[str] | str = "all") -> dict[str, dict[str, Any]]:
+                       progress: bool = True, settings: Sequence[str] | str = "all",
+                       cache_label: str | None = None) -> dict[str, dict[str, Any]]:
     """Predict every test set in every mode of ``eval_cfg`` (:func:`~petool_lib.inference.predict_sets`), score
-    and record each as ``"<label> (<mode>)"``; returns the speed summaries keyed ``"<testset>/<label> (<mode>)"``."""
+    and record each as ``"<label> (<mode>)"``; returns the speed summaries keyed ``"<testset>/<label> (<mode>)"``.
+    ``cache_label``: whose prediction cache to use (default ``label``; an ablation passes its model's)."""
     speed: dict[str, dict[str, Any]] = {}
     scored = None if settings == "all" else resolve_settings(settings) if isinstance(settings, str) else list(settings)
     for (testset, mode), res in predict_sets(run_path(run), label, predictor, lm_sets, eval_cfg, progress,
-                                             settings).items():
+                                             settings, cache_label).items():
         name = f"{label} ({mode})"
         record_scores(metrics, testset, name, lm_sets[testset], res["rows"], res["path"], scoring, scored)
         speed[f"{testset}/{name}"] = res["speed"]
@@ -184,14 +186,14 @@ def evaluate_ablations(metrics: dict[str, Any], run: str | Path, label: str, pre
     for a in parse_ablations(ablations):
         if a == "oldest":
             speed |= evaluate_predictor(metrics, run, f"{label}@oldest", predictor, lm_sets,
-                                        replace(eval_cfg, context="oldest"), scoring, progress)
+                                        replace(eval_cfg, context="oldest"), scoring, progress, cache_label=label)
         elif a == "renamed":
             renamed = {f"{ts}{RENAMED_SUFFIX}": rename_test_set(es, seed) for ts, es in lm_sets.items()
                        if not ts.endswith(RENAMED_SUFFIX)}
             speed |= evaluate_predictor(metrics, run, label, predictor, renamed, eval_cfg, scoring, progress)
         else:
             speed |= evaluate_predictor(metrics, run, f"{label}@no-history", predictor, lm_sets, eval_cfg, scoring,
-                                        progress, settings=[NO_HISTORY])
+                                        progress, settings=[NO_HISTORY], cache_label=label)
     return speed
 
 
