@@ -54,8 +54,8 @@ class Predictor(Protocol):
         for one item's failure (a failed item has an empty response and its ``error``)."""
         ...
 
-    def default_batch_size(self) -> int:
-        """Items per :meth:`run` call (and per cache flush) when the caller does not say."""
+    def default_batch_size(self, mode: str = "constrained") -> int:
+        """Items per :meth:`run` call in ``mode`` (and per cache flush) when the caller does not say."""
         ...
 
     def context_window(self) -> int | None:

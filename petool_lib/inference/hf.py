@@ -18,10 +18,12 @@ is always ours: scoring every candidate name in one tree-masked forward is not s
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
+from transformers.cache_utils import DynamicLayer
 
 from ..core.context import ChatPrompt, build_chat_prompt, end_of_turn_ids
 from ..core.data import Entry
@@ -92,6 +94,65 @@ def load_with_device_map(model: str, adapter: str | None = None, dtype: str | No
     return lm, tok
 
 
+class GrowingLayer(DynamicLayer):
+    """A :class:`~transformers.cache_utils.DynamicLayer` that writes new keys / values into a preallocated buffer
+    (doubled when full) instead of concatenating: ``DynamicLayer`` copies the whole cache on every decoding step
+    (B rows' caches of ~1,800 tokens each on every step of :meth:`HFPredictor._decode_rows`).
+    ``keys`` / ``values`` are views of the filled part, so every ``DynamicLayer`` method reads them as usual."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int = 64) -> None:
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        n = keys.shape[-2]
+        self._k = keys.new_empty((*keys.shape[:-2], n + room, keys.shape[-1]))
+        self._v = values.new_empty((*values.shape[:-2], n + room, values.shape[-1]))
+        self._k[..., :n, :] = keys
+        self._v[..., :n, :] = values
+        self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        n, m = self.keys.shape[-2], key_states.shape[-2]
+        if n + m > self._k.shape[-2]:
+            room = max(2 * self._k.shape[-2], n + m)
+            k, v = self._k, self._v
+            self._k = k.new_empty((*k.shape[:-2], room, k.shape[-1]))
+            self._v = v.new_empty((*v.shape[:-2], room, v.shape[-1]))
+            self._k[..., :n, :] = k[..., :n, :]
+            self._v[..., :n, :] = v[..., :n, :]
+        self._k[..., n:n + m, :] = key_states
+        self._v[..., n:n + m, :] = value_states
+        self.keys, self.values = self._k[..., :n + m, :], self._v[..., :n + m, :]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        n = self.keys.shape[-2]
+        self._k, self._v = self._k[indices], self._v[indices]
+        self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
+
+
+def growing_cache(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], room: int = 64) -> DynamicCache:
+    """A DynamicCache of :class:`GrowingLayer` holding ``layers`` (keys, values per decoder layer)."""
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer(k, v, room) for k, v in layers]
+    return cache
+
+
+@dataclass
+class _RankRow:
+    """One ``rank`` prompt between choosing its tool and decoding its parameters."""
+
+    grammar: Any
+    head: list[int]  # the chosen call's forced head, ``{"tool_name": "NAME", "parameters": {...`` so far
+    pending: list[int]  # tokens not yet in ``cache``
+    cache: Any  # the prompt's DynamicCache (prompt + shared name prefix), None once handed to the decoder
+    cache_len: int
+    budget: int  # the grammar's bound on new tokens
+    rank_top: list[list[Any]]
+    emitted: list[int] = field(default_factory=list)
+    forwards: int = 0
+
+
 class HFPredictor:
     """A local transformers causal LM (optionally with a PEFT adapter) predicting tool calls (a
     :class:`~petool_lib.inference.base.Predictor`, every mode)."""
@@ -156,9 +217,11 @@ class HFPredictor:
     def decoding_key(self, mode: str, cfg: DecodeConfig) -> dict[str, Any]:
         return cfg.key(mode)
 
-    def default_batch_size(self) -> int:
-        """1 on CPU (no padding: the causal fast path, and CPU gains nothing from batching long prompts), 8 on GPU."""
-        return 8 if self.device.type == "cuda" else 1
+    def default_batch_size(self, mode: str = "constrained") -> int:
+        """``rank``: 8 (each prompt is prefilled alone, only the parameter decoding is batched, with no padding of
+        the prompts). Other modes: 1 on CPU (no padding: the causal fast path, and CPU gains nothing from batching
+        long prompts), 8 on GPU."""
+        return 8 if mode == "rank" or self.device.type == "cuda" else 1
 
     def context_window(self) -> int | None:
         n = getattr(self.model.config, "max_position_embeddings", None)
@@ -241,11 +304,11 @@ class HFPredictor:
         elif mode == "constrained":
             results = self._constrained(items, cfg)
         else:
-            results = [self._rank(e, p, cfg) for e, p in items]
+            results = self._rank(items, cfg)
         per = (time.perf_counter() - t0) / max(1, len(items))
         for r in results:
             r["latency_s"] = round(per, 4)
-            r["batch_size"] = len(items) if mode != "rank" else 1
+            r["batch_size"] = len(items)
         return results
 
     def _attention(self, impl: str | None = None) -> str:
@@ -269,15 +332,7 @@ class HFPredictor:
             out = self.model(input_ids=torch.tensor([pending], device=self.device), past_key_values=cache,
                              use_cache=True, logits_to_keep=1)
             forwards += 1
-            scores = out.logits[0, -1].float()
-            allowed = grammar.allowed()
-            if isinstance(allowed, torch.Tensor):
-                n = min(allowed.shape[0], scores.shape[0])
-                masked = torch.full_like(scores, float("-inf"))
-                masked[:n] = torch.where(allowed[:n].to(scores.device), scores[:n], masked[:n])
-                tok = int(torch.argmax(masked))
-            else:
-                tok = max(allowed, key=lambda t: float(scores[t]))
+            tok = self._greedy(grammar, out.logits[0, -1].float())
             grammar.advance(tok)
             forced = grammar.forced_prefix()
             emitted += [tok] + forced
@@ -310,7 +365,9 @@ class HFPredictor:
                             "complete": g.done})
         return results
 
-    def _rank(self, entry: Entry, prompt: ChatPrompt, cfg: DecodeConfig) -> dict[str, Any]:
+    def _rank_choose(self, entry: Entry, prompt: ChatPrompt, cfg: DecodeConfig) -> _RankRow:
+        """One prompt's prefill, every candidate name scored on its KV cache, the best one chosen; the parameters are
+        left to :meth:`_decode_rows`."""
         grammar = self._grammar(entry, cfg)
         tools = grammar.tools
         enc = grammar.vocab.encode
@@ -334,20 +391,99 @@ class HFPredictor:
             grammar = self._xgrammar([chosen], cfg)
             for t in head:
                 grammar.advance(t)
-        response_ids = list(head)
-        new_tokens = 0
-        forwards = 0
-        if not grammar.done:
-            with torch.inference_mode():
-                gen, forwards = self._forced_greedy(grammar, head[shared:], cache)
-            response_ids += gen
-            new_tokens = len(gen)
         order = sorted(range(len(tools)), key=lambda i: -scores[i])[:3]
-        return {
-            "response": self._decode(response_ids), "new_tokens": new_tokens, "forwards": 2 + forwards,
-            "complete": grammar.done,
-            "rank_top": [[tools[i].name, round(scores[i], 4)] for i in order],
-        }
+        return _RankRow(grammar=grammar, head=list(head), pending=list(head[shared:]), cache=cache,
+                        cache_len=len(prefix), budget=grammar.max_new_tokens(),
+                        rank_top=[[tools[i].name, round(scores[i], 4)] for i in order])
+
+    def _rank(self, items: Sequence[tuple[Entry, ChatPrompt]], cfg: DecodeConfig) -> list[dict[str, Any]]:
+        """``rank`` for a batch: each prompt prefilled and its candidates scored alone (no padding), then the chosen
+        tools' parameters decoded together (:meth:`_decode_rows`)."""
+        rows = [self._rank_choose(e, p, cfg) for e, p in items]
+        self._decode_rows([r for r in rows if not r.grammar.done])
+        return [{"response": self._decode(r.head + r.emitted), "new_tokens": len(r.emitted),
+                 "forwards": 2 + r.forwards, "complete": r.grammar.done, "rank_top": r.rank_top} for r in rows]
+
+    def _decode_rows(self, rows: list[_RankRow]) -> None:
+        """Greedy decoding inside each row's grammar, every forced run fed in one forward (as
+        :meth:`_forced_greedy`), the rows' forwards batched: decoding a small model is bound by reading its weights,
+        so one forward for B rows costs little more than one for a single row.
+
+        The rows' caches (different lengths) are joined left-padded into one; each step feeds every unfinished row's
+        pending tokens, right-padded to the longest, with a 2D attention mask that hides every padding slot and the
+        rows' own position ids. A finished row leaves the batch. One row alone takes :meth:`_forced_greedy` itself.
+        Results equal one-row decoding up to floating-point rounding of the batched products."""
+        if not rows:
+            return
+        if len(rows) == 1:
+            r = rows[0]
+            with torch.inference_mode():
+                r.emitted, r.forwards = self._forced_greedy(r.grammar, r.pending, r.cache)
+            r.cache = None
+            return
+        width = max(r.cache_len for r in rows)
+        joined = []
+        with torch.inference_mode():
+            for layer in range(len(rows[0].cache.layers)):
+                keys, values = [], []
+                for r in rows:
+                    k, v = r.cache.layers[layer].keys, r.cache.layers[layer].values
+                    pad = width - k.shape[2]
+                    keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)) if pad else k)
+                    values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)) if pad else v)
+                joined.append((torch.cat(keys), torch.cat(values)))
+            cache = growing_cache(joined)
+        for r in rows:
+            r.cache = None  # the joined cache holds the keys and values now
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            mask[i, width - r.cache_len:] = 1
+        position = [r.cache_len for r in rows]  # each row's next position
+        active = list(range(len(rows)))
+        while active:
+            step = max(len(rows[i].pending) for i in active)
+            ids = torch.full((len(active), step), self.pad_id, dtype=torch.long)
+            pos = torch.zeros((len(active), step), dtype=torch.long)
+            new = torch.zeros((len(active), step), dtype=torch.long)
+            for b, i in enumerate(active):
+                n = len(rows[i].pending)
+                ids[b, :n] = torch.tensor(rows[i].pending, dtype=torch.long)
+                pos[b] = torch.arange(position[i], position[i] + step)
+                new[b, :n] = 1
+            mask = torch.cat([mask, new], dim=1)
+            last = sorted({len(rows[i].pending) - 1 for i in active})  # the logits each row needs
+            with torch.inference_mode():
+                out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                 position_ids=pos.to(self.device), past_key_values=cache, use_cache=True,
+                                 logits_to_keep=torch.tensor(last, device=self.device))
+            keep = []
+            for b, i in enumerate(active):
+                r = rows[i]
+                position[i] += len(r.pending)
+                r.forwards += 1
+                tok = self._greedy(r.grammar, out.logits[b, last.index(len(r.pending) - 1)].float())
+                r.grammar.advance(tok)
+                forced = r.grammar.forced_prefix()
+                r.emitted += [tok] + forced
+                r.pending = [tok] + forced
+                if not r.grammar.done and len(r.emitted) <= r.budget:
+                    keep.append(b)
+            if len(keep) < len(active):
+                if keep:
+                    cache.batch_select_indices(torch.tensor(keep, device=self.device))
+                    mask = mask[keep]
+                active = [active[b] for b in keep]
+
+    @staticmethod
+    def _greedy(grammar: Any, scores: torch.Tensor) -> int:
+        """The highest-scoring token the grammar allows next."""
+        allowed = grammar.allowed()
+        if isinstance(allowed, torch.Tensor):
+            n = min(allowed.shape[0], scores.shape[0])
+            masked = torch.full_like(scores, float("-inf"))
+            masked[:n] = torch.where(allowed[:n].to(scores.device), scores[:n], masked[:n])
+            return int(torch.argmax(masked))
+        return max(allowed, key=lambda t: float(scores[t]))
 
     def _score_suffixes(self, cache: Any, past_len: int, first_logp: torch.Tensor, suffixes: list[list[int]],
                         how: str) -> list[float]:

@@ -110,7 +110,7 @@ class OpenAIPredictor:
             key["response_format"] = self.response_format  # the schema follows from the candidates (in the prompt)
         return key
 
-    def default_batch_size(self) -> int:
+    def default_batch_size(self, mode: str = "generate") -> int:
         return self.batch_size
 
     def context_window(self) -> int | None:

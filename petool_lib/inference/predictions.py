@@ -137,8 +137,8 @@ def predict(
     if predictor.sort_by_length:
         order.sort(key=lambda i: (prompts[i].prompt_tokens or 0, i))
     if batch_size is None:
-        batch_size = predictor.default_batch_size()
-    size = 1 if mode == "rank" else max(1, batch_size)
+        batch_size = predictor.default_batch_size(mode)
+    size = max(1, batch_size)
     batches = [order[i:i + size] for i in range(0, len(order), size)]
     adapter = predictor.adapter
     bar = tqdm(total=len(work), desc=desc or f"{predictor.model_name} {mode}", disable=not progress)
@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="how a prompt over the budget is cut: evidence (default; history items that bear on the "
                          "candidates first, then shorter descriptions) or oldest (drop the oldest items)")
     ap.add_argument("--batch-size", type=int, default=None,
-                    help="hf: prompts per batch in generate/constrained (default 1 on CPU, 8 on GPU); "
+                    help="hf: prompts per batch (default: rank 8 — each prompt prefilled alone, the parameter "
+                         "decoding batched —; generate/constrained 1 on CPU, 8 on GPU); "
                          "openai: requests per cache flush (default 16)")
     ap.add_argument("--dtype", default=None, help="hf weights dtype: auto (default; bf16 on GPU and on CPUs with "
                     "native bf16, else fp32), float32, bfloat16")

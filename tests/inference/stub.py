@@ -44,7 +44,7 @@ class StubPredictor:
         self.batches.append([(e.entry_id, p.setting) for e, p in items])
         return [{"response": json.dumps(e.ground_truth), "latency_s": 0.01, "new_tokens": 3} for e, _ in items]
 
-    def default_batch_size(self) -> int:
+    def default_batch_size(self, mode: str = "constrained") -> int:
         return self.batch_size
 
     def context_window(self) -> int | None:

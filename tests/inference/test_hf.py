@@ -1,8 +1,10 @@
-"""The local HF predictor: exact rank scores, the context-window guard, the bf16 CPU attention path, LoRA merging."""
+"""The local HF predictor: exact rank scores, batched rank decoding, the context-window guard, the bf16 CPU attention
+path, LoRA merging."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import torch
 
@@ -10,7 +12,7 @@ from petool_lib.harness.evaluate import evaluate_rows
 from petool_lib.harness.scoring import parse_paper
 from petool_lib.inference.config import DecodeConfig
 from petool_lib.inference.grammar import ToolCallGrammar, name_text, vocab_index
-from petool_lib.inference.hf import HFPredictor, common_prefix
+from petool_lib.inference.hf import HFPredictor, common_prefix, growing_cache
 from petool_lib.inference.predictions import predict
 
 from .conftest import BUDGET
@@ -36,6 +38,66 @@ def test_rank_scores_match_a_plain_forward(small, tiny):
     top = [s for _, s in res["rank_top"]]
     assert top == sorted(top, reverse=True)
     assert json.loads(res["response"])["tool_name"] == res["rank_top"][0][0]
+
+
+def test_batched_rank_decodes_rows_together_and_equals_one_at_a_time(small, monkeypatch):
+    """A rank batch prefills each prompt alone and decodes the chosen tools' parameters in joint forwards (rows of
+    different lengths, left-padded caches, finished rows leaving): in fp32 every decoding step sees the logits the
+    one-row run sees (to float rounding), so every output is the same."""
+    fp32 = HFPredictor("tiny", dtype="float32")
+    cfg = DecodeConfig(max_value_chars=12)
+    items = [(e, fp32.prompt(e, s, BUDGET)) for e in small for s in ("preferred", "ratings", "chronological")]
+    assert len({p.prompt_tokens for _, p in items}) > 1  # the joined caches really are padded
+    steps: dict[Any, list[torch.Tensor]] = {}  # each row's grammar -> the logits of its decoding steps, in order
+    greedy = HFPredictor._greedy
+
+    def spy(grammar, scores):
+        steps.setdefault(grammar, []).append(scores.clone())
+        return greedy(grammar, scores)
+
+    monkeypatch.setattr(HFPredictor, "_greedy", staticmethod(spy))
+    one = [fp32.run([item], "rank", cfg)[0] for item in items]
+    one_steps, steps = list(steps.values()), {}
+    widths: list[int] = []
+    hook = fp32.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: widths.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        many = fp32.run(items, "rank", cfg)
+    finally:
+        hook.remove()
+    assert max(widths) > 1  # the parameters were decoded in joint forwards
+    many_steps = list(steps.values())  # rows in the same order: each row's first step comes in item order
+    assert [len(s) for s in many_steps] == [len(s) for s in one_steps]
+    assert len(one_steps) >= 4 and sum(map(len, one_steps)) >= 12  # rows with parameters to decode, several steps
+    for a, b in zip(one_steps, many_steps):
+        for x, y in zip(a, b):
+            assert torch.allclose(x, y, atol=1e-4), float((x - y).abs().max())
+    keys = ("response", "rank_top", "new_tokens", "forwards", "complete")
+    assert [{k: r[k] for k in keys} for r in many] == [{k: r[k] for k in keys} for r in one]
+    assert all(r["batch_size"] == len(items) for r in many)
+    for r in many:
+        assert parse_paper(r["response"]) is not None
+
+
+def test_growing_cache_layer_matches_concatenation():
+    """The decoding cache writes into a doubling buffer: its keys / values are what concatenation gives, also after
+    outgrowing the buffer, cropping and selecting batch rows."""
+    gen = torch.Generator().manual_seed(0)
+    k0, v0 = torch.randn(3, 2, 5, 4, generator=gen), torch.randn(3, 2, 5, 4, generator=gen)
+    cache = growing_cache([(k0, v0)], room=2)
+    keys, values = k0, v0
+    for m in (1, 3, 1, 6):  # 5 + 11 tokens: the 7-slot buffer is outgrown twice
+        k, v = torch.randn(3, 2, m, 4, generator=gen), torch.randn(3, 2, m, 4, generator=gen)
+        got_k, got_v = cache.update(k, v, 0)
+        keys, values = torch.cat([keys, k], -2), torch.cat([values, v], -2)
+        assert torch.equal(got_k, keys) and torch.equal(got_v, values) and cache.get_seq_length() == keys.shape[-2]
+    cache.crop(-2)
+    cache.batch_select_indices(torch.tensor([0, 2]))
+    layer = cache.layers[0]
+    assert torch.equal(layer.keys, keys[[0, 2], ..., :-2, :]) and torch.equal(layer.values, values[[0, 2], ..., :-2, :])
+    k, v = torch.randn(2, 2, 1, 4, generator=gen), torch.randn(2, 2, 1, 4, generator=gen)
+    got_k, _ = cache.update(k, v, 0)  # writes after the cropped end
+    assert torch.equal(got_k, torch.cat([keys[[0, 2], ..., :-2, :], k], -2))
 
 
 def test_common_prefix():
