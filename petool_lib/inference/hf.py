@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
@@ -94,13 +94,19 @@ def load_with_device_map(model: str, adapter: str | None = None, dtype: str | No
     return lm, tok
 
 
+RANK_WINDOW = 8  # rank rows decoded together (the rest of a batch waits, its prompts not yet prefilled)
+
+
 class GrowingLayer(DynamicLayer):
     """A :class:`~transformers.cache_utils.DynamicLayer` that writes new keys / values into a preallocated buffer
-    (doubled when full) instead of concatenating: ``DynamicLayer`` copies the whole cache on every decoding step
-    (B rows' caches of ~1,800 tokens each on every step of :meth:`HFPredictor._decode_rows`).
-    ``keys`` / ``values`` are views of the filled part, so every ``DynamicLayer`` method reads them as usual."""
+    with ``room`` free slots (``GROW`` more each time it fills) instead of concatenating: ``DynamicLayer`` copies the
+    whole cache on every decoding step (B rows' caches of ~1,800 tokens each on every step of
+    :meth:`HFPredictor._decode_rows`). ``keys`` / ``values`` are views of the filled part, so every ``DynamicLayer``
+    method reads them as usual."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int = 64) -> None:
+    GROW = 256  # slots added when the buffer is full (a rank row decodes ~15-25 tokens on average)
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int = 128) -> None:
         super().__init__()
         self.lazy_initialization(keys, values)
         n = keys.shape[-2]
@@ -114,7 +120,7 @@ class GrowingLayer(DynamicLayer):
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         n, m = self.keys.shape[-2], key_states.shape[-2]
         if n + m > self._k.shape[-2]:
-            room = max(2 * self._k.shape[-2], n + m)
+            room = n + m + self.GROW
             k, v = self._k, self._v
             self._k = k.new_empty((*k.shape[:-2], room, k.shape[-1]))
             self._v = v.new_empty((*v.shape[:-2], room, v.shape[-1]))
@@ -131,7 +137,7 @@ class GrowingLayer(DynamicLayer):
         self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
 
 
-def growing_cache(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], room: int = 64) -> DynamicCache:
+def growing_cache(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], room: int = 128) -> DynamicCache:
     """A DynamicCache of :class:`GrowingLayer` holding ``layers`` (keys, values per decoder layer)."""
     cache = DynamicCache()
     cache.layers = [GrowingLayer(k, v, room) for k, v in layers]
@@ -218,10 +224,12 @@ class HFPredictor:
         return cfg.key(mode)
 
     def default_batch_size(self, mode: str = "constrained") -> int:
-        """``rank``: 8 (each prompt is prefilled alone, only the parameter decoding is batched, with no padding of
-        the prompts). Other modes: 1 on CPU (no padding: the causal fast path, and CPU gains nothing from batching
-        long prompts), 8 on GPU."""
-        return 8 if mode == "rank" or self.device.type == "cuda" else 1
+        """``rank``: 32 (each prompt is prefilled alone; the parameter decoding is batched, :data:`RANK_WINDOW` rows at
+        a time, a finished row's place taken by the next). Other modes: 1 on CPU (no padding: the causal fast path,
+        and CPU gains nothing from batching long prompts), 8 on GPU."""
+        if mode == "rank":
+            return 4 * RANK_WINDOW
+        return 8 if self.device.type == "cuda" else 1
 
     def context_window(self) -> int | None:
         n = getattr(self.model.config, "max_position_embeddings", None)
@@ -397,69 +405,74 @@ class HFPredictor:
                         rank_top=[[tools[i].name, round(scores[i], 4)] for i in order])
 
     def _rank(self, items: Sequence[tuple[Entry, ChatPrompt]], cfg: DecodeConfig) -> list[dict[str, Any]]:
-        """``rank`` for a batch: each prompt prefilled and its candidates scored alone (no padding), then the chosen
-        tools' parameters decoded together (:meth:`_decode_rows`)."""
-        rows = [self._rank_choose(e, p, cfg) for e, p in items]
-        self._decode_rows([r for r in rows if not r.grammar.done])
+        """``rank`` for a batch: each prompt prefilled and its candidates scored alone (no padding), the chosen
+        tools' parameters decoded together, up to :data:`RANK_WINDOW` rows at a time (:meth:`_decode_rows`)."""
+        rows: list[_RankRow] = []
+
+        def chosen() -> Iterator[_RankRow]:  # a prompt is prefilled when the decoder has room for it
+            for e, p in items:
+                rows.append(self._rank_choose(e, p, cfg))
+                yield rows[-1]
+
+        if len(items) == 1:  # one row: the plain loop, exactly as before batching
+            r = next(chosen())
+            if not r.grammar.done:
+                with torch.inference_mode():
+                    r.emitted, r.forwards = self._forced_greedy(r.grammar, r.pending, r.cache)
+        else:
+            self._decode_rows(chosen(), RANK_WINDOW)
         return [{"response": self._decode(r.head + r.emitted), "new_tokens": len(r.emitted),
                  "forwards": 2 + r.forwards, "complete": r.grammar.done, "rank_top": r.rank_top} for r in rows]
 
-    def _decode_rows(self, rows: list[_RankRow]) -> None:
+    def _decode_rows(self, source: Iterator[_RankRow], window: int) -> None:
         """Greedy decoding inside each row's grammar, every forced run fed in one forward (as
-        :meth:`_forced_greedy`), the rows' forwards batched: decoding a small model is bound by reading its weights,
-        so one forward for B rows costs little more than one for a single row.
+        :meth:`_forced_greedy`), the forwards of up to ``window`` rows batched: decoding a small model is bound by
+        reading its weights, so one forward for B rows costs little more than one for a single row.
 
-        The rows' caches (different lengths) are joined left-padded into one; each step feeds every unfinished row's
-        pending tokens, right-padded to the longest, with a 2D attention mask that hides every padding slot and the
-        rows' own position ids. A finished row leaves the batch. One row alone takes :meth:`_forced_greedy` itself.
+        Continuous batching: the rows' caches (different lengths) are joined left-padded into one; each step feeds
+        every active row's pending tokens, right-padded to the longest, with a 2D attention mask that hides every
+        padding slot, and the rows' own position ids. A finished row leaves the batch and the next row of ``source``
+        takes its place (its cache joined in), so a long-running row does not hold the others' slots empty.
         Results equal one-row decoding up to floating-point rounding of the batched products."""
-        if not rows:
-            return
-        if len(rows) == 1:
-            r = rows[0]
-            with torch.inference_mode():
-                r.emitted, r.forwards = self._forced_greedy(r.grammar, r.pending, r.cache)
-            r.cache = None
-            return
-        width = max(r.cache_len for r in rows)
-        joined = []
-        with torch.inference_mode():
-            for layer in range(len(rows[0].cache.layers)):
-                keys, values = [], []
-                for r in rows:
-                    k, v = r.cache.layers[layer].keys, r.cache.layers[layer].values
-                    pad = width - k.shape[2]
-                    keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)) if pad else k)
-                    values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)) if pad else v)
-                joined.append((torch.cat(keys), torch.cat(values)))
-            cache = growing_cache(joined)
-        for r in rows:
-            r.cache = None  # the joined cache holds the keys and values now
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            mask[i, width - r.cache_len:] = 1
-        position = [r.cache_len for r in rows]  # each row's next position
-        active = list(range(len(rows)))
-        while active:
-            step = max(len(rows[i].pending) for i in active)
+        active: list[_RankRow] = []
+        position: list[int] = []  # each active row's next position
+        cache: Any = None
+        mask = torch.zeros((0, 0), dtype=torch.long)
+        exhausted = False
+        while True:
+            if not exhausted and len(active) < window:  # admit rows (their prompts prefilled) up to the window
+                joining: list[_RankRow] = []
+                while len(active) + len(joining) < window:
+                    r = next(source, None)
+                    if r is None:
+                        exhausted = True
+                        break
+                    if not r.grammar.done:
+                        joining.append(r)
+                if joining:
+                    cache, mask = self._join(cache, mask, joining)
+                    active += joining
+                    position += [r.cache_len for r in joining]
+            if not active:
+                return
+            step = max(len(r.pending) for r in active)
             ids = torch.full((len(active), step), self.pad_id, dtype=torch.long)
             pos = torch.zeros((len(active), step), dtype=torch.long)
             new = torch.zeros((len(active), step), dtype=torch.long)
-            for b, i in enumerate(active):
-                n = len(rows[i].pending)
-                ids[b, :n] = torch.tensor(rows[i].pending, dtype=torch.long)
-                pos[b] = torch.arange(position[i], position[i] + step)
+            for b, r in enumerate(active):
+                n = len(r.pending)
+                ids[b, :n] = torch.tensor(r.pending, dtype=torch.long)
+                pos[b] = torch.arange(position[b], position[b] + step)
                 new[b, :n] = 1
             mask = torch.cat([mask, new], dim=1)
-            last = sorted({len(rows[i].pending) - 1 for i in active})  # the logits each row needs
+            last = sorted({len(r.pending) - 1 for r in active})  # the logits each row needs
             with torch.inference_mode():
                 out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                  position_ids=pos.to(self.device), past_key_values=cache, use_cache=True,
                                  logits_to_keep=torch.tensor(last, device=self.device))
             keep = []
-            for b, i in enumerate(active):
-                r = rows[i]
-                position[i] += len(r.pending)
+            for b, r in enumerate(active):
+                position[b] += len(r.pending)
                 r.forwards += 1
                 tok = self._greedy(r.grammar, out.logits[b, last.index(len(r.pending) - 1)].float())
                 r.grammar.advance(tok)
@@ -472,7 +485,44 @@ class HFPredictor:
                 if keep:
                     cache.batch_select_indices(torch.tensor(keep, device=self.device))
                     mask = mask[keep]
+                else:
+                    cache, mask = None, torch.zeros((0, 0), dtype=torch.long)
                 active = [active[b] for b in keep]
+                position = [position[b] for b in keep]
+
+    def _join(self, cache: Any, mask: torch.Tensor, rows: list[_RankRow]) -> tuple[Any, torch.Tensor]:
+        """``cache`` (the active rows', or None) and ``mask`` with ``rows``' prompt caches appended as new batch
+        rows, everything left-padded to the longest; the slots no active row uses (padding, departed rows' tokens)
+        are dropped first. Each row's own cache is released."""
+        used = mask.bool().any(0).nonzero().squeeze(1) if cache is not None else None
+        if used is not None and len(used) < mask.shape[1]:
+            mask = mask[:, used]
+        else:
+            used = None
+        width = max([mask.shape[1]] + [r.cache_len for r in rows])
+        grow = width - mask.shape[1]
+        layers = []
+        with torch.inference_mode():
+            for layer in range(len(rows[0].cache.layers)):
+                keys, values = [], []
+                if cache is not None:
+                    k, v = cache.layers[layer].keys, cache.layers[layer].values
+                    if used is not None:
+                        k, v = k.index_select(2, used.to(k.device)), v.index_select(2, used.to(v.device))
+                    keys.append(torch.nn.functional.pad(k, (0, 0, grow, 0)) if grow else k)
+                    values.append(torch.nn.functional.pad(v, (0, 0, grow, 0)) if grow else v)
+                for r in rows:
+                    k, v = r.cache.layers[layer].keys, r.cache.layers[layer].values
+                    pad = width - k.shape[2]
+                    keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)) if pad else k)
+                    values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)) if pad else v)
+                layers.append((torch.cat(keys), torch.cat(values)))
+        added = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            added[i, width - r.cache_len:] = 1
+            r.cache = None  # the joined cache holds its keys and values now
+        mask = torch.cat([torch.nn.functional.pad(mask, (grow, 0)), added])
+        return growing_cache(layers), mask
 
     @staticmethod
     def _greedy(grammar: Any, scores: torch.Tensor) -> int:

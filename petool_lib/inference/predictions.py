@@ -280,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="how a prompt over the budget is cut: evidence (default; history items that bear on the "
                          "candidates first, then shorter descriptions) or oldest (drop the oldest items)")
     ap.add_argument("--batch-size", type=int, default=None,
-                    help="hf: prompts per batch (default: rank 8 — each prompt prefilled alone, the parameter "
-                         "decoding batched —; generate/constrained 1 on CPU, 8 on GPU); "
+                    help="hf: prompts per batch (default: rank 32 — each prompt prefilled alone, the parameters "
+                         "decoded 8 rows at a time —; generate/constrained 1 on CPU, 8 on GPU); "
                          "openai: requests per cache flush (default 16)")
     ap.add_argument("--dtype", default=None, help="hf weights dtype: auto (default; bf16 on GPU and on CPUs with "
                     "native bf16, else fp32), float32, bfloat16")

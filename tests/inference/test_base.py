@@ -21,7 +21,7 @@ def test_both_predictors_and_a_stub_satisfy_the_contract(tiny):
     assert endpoint.modes == ("generate",) and not endpoint.sort_by_length and endpoint.adapter is None
     assert endpoint.context_window() is None and endpoint.default_batch_size() == 16
     assert tiny.default_batch_size() == (8 if tiny.device.type == "cuda" else 1)
-    assert tiny.default_batch_size("rank") == 8 and endpoint.default_batch_size("generate") == 16
+    assert tiny.default_batch_size("rank") == 32 and endpoint.default_batch_size("generate") == 16
     assert tiny.context_window() == 8192
 
     class NoRun:

@@ -10,9 +10,10 @@ import torch
 
 from petool_lib.harness.evaluate import evaluate_rows
 from petool_lib.harness.scoring import parse_paper
+from petool_lib.inference import hf as hf_module
 from petool_lib.inference.config import DecodeConfig
 from petool_lib.inference.grammar import ToolCallGrammar, name_text, vocab_index
-from petool_lib.inference.hf import HFPredictor, common_prefix, growing_cache
+from petool_lib.inference.hf import GrowingLayer, HFPredictor, common_prefix, growing_cache
 from petool_lib.inference.predictions import predict
 
 from .conftest import BUDGET
@@ -42,8 +43,10 @@ def test_rank_scores_match_a_plain_forward(small, tiny):
 
 def test_batched_rank_decodes_rows_together_and_equals_one_at_a_time(small, monkeypatch):
     """A rank batch prefills each prompt alone and decodes the chosen tools' parameters in joint forwards (rows of
-    different lengths, left-padded caches, finished rows leaving): in fp32 every decoding step sees the logits the
-    one-row run sees (to float rounding), so every output is the same."""
+    different lengths, left-padded caches, finished rows leaving and the next rows joining a window of 3, unused
+    slots dropped): in fp32 every decoding step sees the logits the one-row run sees (to float rounding), so every
+    output is the same."""
+    monkeypatch.setattr(hf_module, "RANK_WINDOW", 3)
     fp32 = HFPredictor("tiny", dtype="float32")
     cfg = DecodeConfig(max_value_chars=12)
     items = [(e, fp32.prompt(e, s, BUDGET)) for e in small for s in ("preferred", "ratings", "chronological")]
@@ -56,7 +59,16 @@ def test_batched_rank_decodes_rows_together_and_equals_one_at_a_time(small, monk
         return greedy(grammar, scores)
 
     monkeypatch.setattr(HFPredictor, "_greedy", staticmethod(spy))
+    joins: list[tuple[int, int]] = []  # (rows already decoding, rows joining)
+    join = HFPredictor._join
+
+    def join_spy(self, cache, mask, rows):
+        joins.append((mask.shape[0], len(rows)))
+        return join(self, cache, mask, rows)
+
+    monkeypatch.setattr(HFPredictor, "_join", join_spy)
     one = [fp32.run([item], "rank", cfg)[0] for item in items]
+    assert not joins  # one row at a time: the plain loop
     one_steps, steps = list(steps.values()), {}
     widths: list[int] = []
     hook = fp32.model.register_forward_pre_hook(
@@ -65,7 +77,8 @@ def test_batched_rank_decodes_rows_together_and_equals_one_at_a_time(small, monk
         many = fp32.run(items, "rank", cfg)
     finally:
         hook.remove()
-    assert max(widths) > 1  # the parameters were decoded in joint forwards
+    assert 1 < max(widths) <= 3  # the parameters were decoded in joint forwards, at most a window's rows
+    assert any(active > 0 for active, _ in joins)  # rows joined a batch that was decoding
     many_steps = list(steps.values())  # rows in the same order: each row's first step comes in item order
     assert [len(s) for s in many_steps] == [len(s) for s in one_steps]
     assert len(one_steps) >= 4 and sum(map(len, one_steps)) >= 12  # rows with parameters to decode, several steps
@@ -79,18 +92,20 @@ def test_batched_rank_decodes_rows_together_and_equals_one_at_a_time(small, monk
         assert parse_paper(r["response"]) is not None
 
 
-def test_growing_cache_layer_matches_concatenation():
-    """The decoding cache writes into a doubling buffer: its keys / values are what concatenation gives, also after
-    outgrowing the buffer, cropping and selecting batch rows."""
+def test_growing_cache_layer_matches_concatenation(monkeypatch):
+    """The decoding cache writes into a preallocated buffer: its keys / values are what concatenation gives, also
+    after outgrowing the buffer, cropping and selecting batch rows."""
     gen = torch.Generator().manual_seed(0)
     k0, v0 = torch.randn(3, 2, 5, 4, generator=gen), torch.randn(3, 2, 5, 4, generator=gen)
+    monkeypatch.setattr(GrowingLayer, "GROW", 3)
     cache = growing_cache([(k0, v0)], room=2)
     keys, values = k0, v0
-    for m in (1, 3, 1, 6):  # 5 + 11 tokens: the 7-slot buffer is outgrown twice
+    for m in (1, 3, 1, 6):  # 5 + 11 tokens: the 7-slot buffer is outgrown twice (to 12, then to 19 slots)
         k, v = torch.randn(3, 2, m, 4, generator=gen), torch.randn(3, 2, m, 4, generator=gen)
         got_k, got_v = cache.update(k, v, 0)
         keys, values = torch.cat([keys, k], -2), torch.cat([values, v], -2)
         assert torch.equal(got_k, keys) and torch.equal(got_v, values) and cache.get_seq_length() == keys.shape[-2]
+    assert cache.layers[0]._k.shape[-2] == 19
     cache.crop(-2)
     cache.batch_select_indices(torch.tensor([0, 2]))
     layer = cache.layers[0]
