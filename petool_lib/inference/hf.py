@@ -400,7 +400,8 @@ class HFPredictor:
             for t in head:
                 grammar.advance(t)
         order = sorted(range(len(tools)), key=lambda i: -scores[i])[:3]
-        return _RankRow(grammar=grammar, head=list(head), pending=list(head[shared:]), cache=cache,
+        return _RankRow(grammar=grammar, head=list(head), pending=list(head[shared:]),
+                        cache=None if grammar.done else cache,  # a call without parameters is complete: freed now
                         cache_len=len(prefix), budget=grammar.max_new_tokens(),
                         rank_top=[[tools[i].name, round(scores[i], 4)] for i in order])
 
