@@ -58,8 +58,9 @@ RECORDED = {
                    logging_steps=10, save_steps=100, gradient_checkpointing=True),
               dict(learning_rate=5e-6, epochs=1, batch_size=1, grad_accum=32, warmup_ratio=0.1, beta=0.1,
                    token_budget=4096, logging_steps=5, save_steps=50, gradient_checkpointing=True)),
-    # cpu and cpu-long share the answer-shown SFT stage; cpu trains DPO on 16 pairs instead of 48 (2026-12-06)
-    "cpu": (False, "smollm2", ANSWER_SHOWN_SFT, answer_shown_dpo(max_examples=16, save_steps=4)),
+    # cpu and cpu-long share the answer-shown SFT recipe; cpu trains on 128 SFT rows instead of 256 (2026-12-06,
+    # fourteenth session) and DPO on 16 pairs instead of 48
+    "cpu": (False, "smollm2", dict(ANSWER_SHOWN_SFT, max_examples=128), answer_shown_dpo(max_examples=16, save_steps=4)),
     "cpu-long": (False, "smollm2", ANSWER_SHOWN_SFT, answer_shown_dpo(max_examples=48, save_steps=8)),
     "tiny": (False, "tiny",
              dict(learning_rate=5e-3, epochs=1, batch_size=2, grad_accum=1, warmup_ratio=0.0, token_budget=1536,
