@@ -19,8 +19,8 @@ defaults. The shipped profiles:
 * ``paper`` — the reference configs of the paper (LLaMA-Factory, GPU): SFT LoRA rank 8, lr 1e-4, 1 epoch,
   batch 2×8, warmup 0.1, cosine, cutoff 4,096; DPO LoRA rank 8, sigmoid loss, beta 0.1, lr 5e-6, 1 epoch,
   batch 1×32.
-* ``cpu`` — SmolLM2-135M on 2 CPU cores: histories trimmed so that every row fits 1,280 tokens (rows that cannot
-  are skipped and counted), 64 SFT rows and 10 DPO pairs, bf16 autocast; minutes per stage.
+* ``cpu`` — SmolLM2-135M on 2 CPU cores (``make reproduce``): ``cpu-long``'s recipe on 128 SFT rows and 16 DPO
+  pairs; about 15 minutes of training.
 * ``cpu-long`` — the best CPU recipe measured (about 2 hours with its evaluation): 256 answer-shown SFT rows
   (providers renamed, loss on the tool name, ``compact`` prompts at 2,048 tokens, LoRA on the top 10 layers), then
   48 DPO pairs at lr 1e-4 with the SFT loss kept.
