@@ -23,6 +23,8 @@ GRAMMARS = ("builtin", "xgrammar")
 CONTEXTS = CONTEXT_MODES
 DEFAULT_CONTEXT = "evidence"
 DEVICE_MAPS = ("none", "auto")  # how a local model is placed: on one device, or spread by accelerate (large models)
+RANK_WINDOW = 8  # rank rows whose parameters are decoded together (the rest of a batch waits, not yet prefilled)
+RANK_BATCH = 4 * RANK_WINDOW  # the rank mode's default prompts per batch on the hf predictor
 GENERATION_RESERVE = 256  # tokens kept for the answer when the budget defaults to the model's context window
 # profile key -> EvalConfig field (``decode.X``: a DecodeConfig field)
 PROFILE_KEYS: dict[str, str] = {

@@ -31,7 +31,7 @@ from ..core.models import inference_dtype, load_model, resolve_model
 from .attention import BLOCK
 from .attention import register as register_blocked_attention
 from .cache import adapter_hash, model_fingerprint
-from .config import MODES, DecodeConfig, parse_device_map
+from .config import MODES, RANK_BATCH, RANK_WINDOW, DecodeConfig, parse_device_map
 from .grammar import ToolCallGrammar, name_text, vocab_index
 
 CONTEXT_MARGIN = 64  # tokens kept free for the answer when checking a prompt against the context window
@@ -92,9 +92,6 @@ def load_with_device_map(model: str, adapter: str | None = None, dtype: str | No
         lm = PeftModel.from_pretrained(lm, adapter)
     lm.eval()
     return lm, tok
-
-
-RANK_WINDOW = 8  # rank rows decoded together (the rest of a batch waits, its prompts not yet prefilled)
 
 
 class GrowingLayer(DynamicLayer):
@@ -224,11 +221,11 @@ class HFPredictor:
         return cfg.key(mode)
 
     def default_batch_size(self, mode: str = "constrained") -> int:
-        """``rank``: 32 (each prompt is prefilled alone; the parameter decoding is batched, :data:`RANK_WINDOW` rows at
-        a time, a finished row's place taken by the next). Other modes: 1 on CPU (no padding: the causal fast path,
-        and CPU gains nothing from batching long prompts), 8 on GPU."""
+        """``rank``: :data:`RANK_BATCH` (each prompt is prefilled alone; the parameter decoding is batched,
+        :data:`RANK_WINDOW` rows at a time, a finished row's place taken by the next). Other modes: 1 on CPU (no
+        padding: the causal fast path, and CPU gains nothing from batching long prompts), 8 on GPU."""
         if mode == "rank":
-            return 4 * RANK_WINDOW
+            return RANK_BATCH
         return 8 if self.device.type == "cuda" else 1
 
     def context_window(self) -> int | None:

@@ -37,7 +37,8 @@ from ..core.data import DataError, Entry, find_test_file, load_test_set, resolve
 from ..core.io import ensure_writable, write_json, write_jsonl
 from .base import Predictor
 from .cache import PredictionCache, cache_key, digest
-from .config import CONTEXTS, DEFAULT_CONTEXT, DEVICE_MAPS, GRAMMARS, MODES, DecodeConfig, EvalConfig, profile_eval_config
+from .config import (CONTEXTS, DEFAULT_CONTEXT, DEVICE_MAPS, GRAMMARS, MODES, RANK_BATCH, RANK_WINDOW,
+                     DecodeConfig, EvalConfig, profile_eval_config)
 from .openai_client import RESPONSE_FORMATS  # the openai SDK itself is imported only when a predictor is made
 
 PREDICTORS = ("hf", "openai")
@@ -280,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="how a prompt over the budget is cut: evidence (default; history items that bear on the "
                          "candidates first, then shorter descriptions) or oldest (drop the oldest items)")
     ap.add_argument("--batch-size", type=int, default=None,
-                    help="hf: prompts per batch (default: rank 32 — each prompt prefilled alone, the parameters "
-                         "decoded 8 rows at a time —; generate/constrained 1 on CPU, 8 on GPU); "
+                    help=f"hf: prompts per batch (default: rank {RANK_BATCH} — each prompt prefilled alone, the "
+                         f"parameters decoded {RANK_WINDOW} rows at a time —; generate/constrained 1 on CPU, 8 on "
+                         "GPU); "
                          "openai: requests per cache flush (default 16)")
     ap.add_argument("--dtype", default=None, help="hf weights dtype: auto (default; bf16 on GPU and on CPUs with "
                     "native bf16, else fp32), float32, bfloat16")
